@@ -1,0 +1,5 @@
+"""`python -m dupfinder` runs the CLI."""
+
+from .cli import cli
+
+cli()

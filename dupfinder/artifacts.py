@@ -1,0 +1,159 @@
+"""The versioned model directory: config.json, vocab.json, weights.pt (fp16 state dict), manifest.json.
+
+Nothing here is pickled: weights load with `weights_only=True`, everything else is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import ModelError
+from .model import ModelConfig, SiameseEncoder
+from .text import TextConfig, Vocab
+
+FORMAT_VERSION = 1
+FILES = ("config.json", "vocab.json", "weights.pt", "manifest.json")
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared and packaged
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def library_versions() -> dict:
+    import numpy
+
+    return {
+        "dupfinder": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class LoadedModel:
+    """A model directory read back: the network in eval mode plus everything needed to encode."""
+
+    network: SiameseEncoder
+    vocab: Vocab
+    text_config: TextConfig
+    manifest: dict
+    path: Path
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["threshold"])
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+
+def fingerprint_of(weights: bytes, vocab_json: str, config_json: str) -> str:
+    h = hashlib.sha256()
+    for part in (weights, vocab_json.encode(), config_json.encode()):
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()[:16]
+
+
+def save_model(
+    directory: str | Path,
+    network: SiameseEncoder,
+    vocab: Vocab,
+    text_config: TextConfig,
+    threshold: float,
+    extra: dict | None = None,
+    half: bool = True,
+) -> dict:
+    """Write a model directory; each file atomically, the manifest last (it is the commit point)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in network.state_dict().items()}
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    weights = buf.getvalue()
+    config_json = json.dumps({"model": asdict(network.config), "text": asdict(text_config)}, indent=2)
+    vocab_json = vocab.to_json()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fingerprint_of(weights, vocab_json, config_json),
+        "threshold": float(threshold),
+        "dimension": network.config.d_vector,
+        "weights_dtype": "float16" if half else "float32",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        **(extra or {}),
+    }
+    write_atomic(directory / "config.json", config_json.encode())
+    write_atomic(directory / "vocab.json", vocab_json.encode())
+    write_atomic(directory / "weights.pt", weights)
+    write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def read_json(path: Path) -> dict | list:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path.parent} is not a dupfinder model: {path.name} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path} is corrupt ({e}); retrain or restore the model") from None
+
+
+def load_model_dir(directory: str | Path | None = None) -> LoadedModel:
+    """Read a model directory written by `save_model` (the shipped default when None)."""
+    path = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
+    if not path.is_dir():
+        if directory is None:
+            raise ModelError(f"the default model is missing from the installation ({path}); reinstall dupfinder")
+        raise ModelError(f"model directory not found: {path}")
+    manifest = read_json(path / "manifest.json")
+    if not isinstance(manifest, dict) or "format_version" not in manifest:
+        raise ModelError(f"{path / 'manifest.json'} is not a dupfinder model manifest")
+    version = manifest["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelError(
+            f"{path} has model format {version}, newer than this dupfinder reads ({FORMAT_VERSION}); upgrade dupfinder"
+        )
+    config = read_json(path / "config.json")
+    try:
+        model_config = ModelConfig(**config["model"])
+        text_config = TextConfig(**config["text"])
+        vocab = Vocab(read_json(path / "vocab.json"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{path} has an unreadable config or vocabulary ({e}); retrain or restore the model") from None
+    try:
+        state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+        network = SiameseEncoder(model_config)
+        network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except FileNotFoundError:
+        raise ModelError(f"{path} is not a dupfinder model: weights.pt is missing") from None
+    except Exception as e:  # torch raises many kinds for a damaged file
+        raise ModelError(f"{path / 'weights.pt'} is corrupt or does not match config.json ({type(e).__name__}); retrain or restore the model") from None
+    network.eval()
+    return LoadedModel(network, vocab, text_config, manifest, path)

