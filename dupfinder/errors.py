@@ -13,5 +13,5 @@ class ModelError(DupfinderError):
     """A model directory that is missing, corrupt or written by an incompatible format."""
 
 
-class IndexError_(DupfinderError):
+class IndexStoreError(DupfinderError):
     """An index directory that is missing, corrupt, or built with another model."""
