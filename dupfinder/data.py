@@ -304,13 +304,14 @@ class PairBatcher:
         rng = np.random.default_rng([self.seed, epoch])
         n = len(self.cluster)
         perm = rng.permutation(n)
-        # rank of each pair within its cluster, in shuffled order: rank-0 pairs of all clusters
-        # come first, then rank 1, ... so the pairs of a big cluster spread over many batches
+        # each cluster's pairs are spread evenly over the epoch: the r-th of a cluster of n pairs
+        # lands at a random point of the r-th n-th of the epoch, so big clusters rarely collide
         clusters = self.cluster[perm]
         by_cluster = np.argsort(clusters, kind="stable")
         rank = np.empty(n, dtype=np.int64)
         rank[by_cluster] = np.arange(n) - _group_starts(clusters[by_cluster])
-        order = perm[np.lexsort((rng.random(n), rank))]
+        _, inverse, counts = np.unique(clusters, return_inverse=True, return_counts=True)
+        order = perm[np.argsort((rank + rng.random(n)) / counts[inverse], kind="stable")]
 
         batches: list[np.ndarray] = []
         current: list[int] = []
