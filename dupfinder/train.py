@@ -191,6 +191,7 @@ class TrainState:
     global_step: int = 0
     history: list = field(default_factory=list)  # per-epoch metrics
     seconds: float = 0.0  # training wall time so far, across resumes
+    epoch_loss: float = 0.0  # sum of batch losses so far in the current epoch
 
 
 def batch_loss(network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dup_idx: np.ndarray, neg_idx: np.ndarray) -> torch.Tensor:
@@ -263,9 +264,9 @@ def train(
     config = config or TrainConfig()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    out.mkdir(parents=True, exist_ok=True)
 
     prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else None, log=log)
+    out.mkdir(parents=True, exist_ok=True)
     dev = load_pairs(dev_file) if dev_file else None
     dev_tokens = None
     if dev is not None:
@@ -306,6 +307,8 @@ def train(
         if bar is not None:
             bar.update(state.step_in_epoch)
         started = time.perf_counter()
+        if state.step_in_epoch == 0:
+            state.epoch_loss = 0.0
         try:
             for i in range(state.step_in_epoch, len(batches)):
                 k = config.neg_pairs
@@ -318,8 +321,9 @@ def train(
                 scheduler.step()
                 state.step_in_epoch = i + 1
                 state.global_step += 1
+                state.epoch_loss += loss.item()
                 if bar is not None:
-                    bar.update(1, loss=float(loss), lr=scheduler.get_last_lr()[0])
+                    bar.update(1, loss=loss.item(), lr=scheduler.get_last_lr()[0])
                 if state.global_step % config.checkpoint_every == 0:
                     state.seconds += time.perf_counter() - started
                     started = time.perf_counter()
@@ -333,7 +337,12 @@ def train(
                 bar.close()
         state.seconds += time.perf_counter() - started
         metrics = evaluate(network, prepared.tokens, prepared.val)
-        row = {"epoch": state.epoch + 1, "seconds": round(state.seconds, 1), "val": summarize(metrics)}
+        row = {
+            "epoch": state.epoch + 1,
+            "seconds": round(state.seconds, 1),
+            "train_loss": round(state.epoch_loss / max(1, len(batches)), 5),
+            "val": summarize(metrics),
+        }
         if dev is not None:
             row["dev"] = summarize(evaluate(network, dev_tokens, dev, threshold=metrics["calibration"]["threshold"]))
         state.history.append(row)

@@ -1,0 +1,125 @@
+"""CLI of the encoder: train, evaluate, similarity, and every user error with its exit code and message."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from dupfinder.cli import cli
+
+HEADER = "id,qid1,qid2,question1,question2,is_duplicate\n"
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def test_version_and_help():
+    assert run("--version").output.startswith("dupfinder, version ")
+    result = run("-h")
+    assert result.exit_code == 0 and "similarity" in result.output
+
+
+def test_similarity_and_evaluate_on_tiny_model(tiny_model, pairs_file):
+    r = run("similarity", "How old are you?", "What is your age?", "--model", tiny_model, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert set(out) == {"score", "threshold", "duplicate"} and out["duplicate"] == (out["score"] > out["threshold"])
+
+    r = run("evaluate", pairs_file, "--model", tiny_model, "--json", "--unseen-from", pairs_file)
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output.splitlines()[-1])
+    assert {"pairs", "threshold", "accuracy", "precision", "recall", "f1", "roc_auc"} <= set(m)
+    assert m["pairs"] == 32
+    assert m["unseen"] is None  # every question occurs in the file itself
+    c = m["confusion"]
+    assert c["tp"] + c["fp"] + c["fn"] + c["tn"] == 32
+
+    r = run("evaluate", pairs_file, "--model", tiny_model, "--threshold", "0.5")
+    assert r.exit_code == 0 and "at tau 0.5000" in r.output and "ROC-AUC" in r.output
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("", "Error: {path} is empty"),
+        ("a,b\n1,2\n", "Error: column 'question1' not found; columns are: a, b. Use --q1-column NAME"),
+        (HEADER, "Error: {path} has no usable question pairs"),
+        (HEADER + "1,1,2,A?,B?,0\n2,3,4,C?,D?,0\n", "Error: {path} has no duplicate pairs"),
+    ],
+)
+def test_train_bad_input(tmp_path, content, message):
+    path = tmp_path / "pairs.csv"
+    path.write_text(content)
+    r = run("train", path, "--out", tmp_path / "out")
+    assert r.exit_code == 1
+    lines = r.output.strip().splitlines()
+    assert lines[-1].startswith(message.format(path=path))
+    assert len(lines) <= 2  # a log line at most, then the error; no traceback
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_missing_file_and_existing_model_is_not_overwritten(tmp_path, tiny_model):
+    r = run("train", tmp_path / "missing.csv", "--out", tmp_path / "out")
+    assert r.exit_code == 1 and r.output == f"Error: file not found: {tmp_path / 'missing.csv'}\n"
+    before = {p.name: p.read_bytes() for p in tiny_model.iterdir()}
+    r = run("train", "whatever.csv", "--out", tiny_model)
+    assert r.exit_code == 1 and "already holds a model" in r.output
+    assert {p.name: p.read_bytes() for p in tiny_model.iterdir()} == before
+
+
+def test_train_resume_without_checkpoint(tmp_path, pairs_file):
+    r = run("train", pairs_file, "--out", tmp_path / "fresh", "--resume")
+    assert r.exit_code == 1 and "no checkpoint to resume" in r.output
+
+
+def test_train_bad_usage_exits_2(pairs_file, tmp_path):
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--batch-size", "1")
+    assert r.exit_code == 2 and "--batch-size" in r.output
+
+
+def copy_model(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_model_errors(tmp_path, tiny_model):
+    def similarity(model):
+        return run("similarity", "a?", "b?", "--model", model)
+
+    r = similarity(tmp_path / "nope")
+    assert r.exit_code == 1 and r.output == f"Error: model directory not found: {tmp_path / 'nope'}\n"
+
+    m = copy_model(tiny_model, tmp_path / "no_manifest")
+    (m / "manifest.json").unlink()
+    r = similarity(m)
+    assert r.exit_code == 1 and r.output == f"Error: {m} is not a dupfinder model: manifest.json is missing\n"
+
+    m = copy_model(tiny_model, tmp_path / "newer")
+    manifest = json.loads((m / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (m / "manifest.json").write_text(json.dumps(manifest))
+    r = similarity(m)
+    assert r.exit_code == 1 and "has model format 99, newer than this dupfinder reads (1); upgrade dupfinder" in r.output
+
+    m = copy_model(tiny_model, tmp_path / "corrupt_weights")
+    (m / "weights.pt").write_bytes(b"not a torch file")
+    r = similarity(m)
+    assert r.exit_code == 1 and "weights.pt is corrupt" in r.output
+
+    m = copy_model(tiny_model, tmp_path / "corrupt_json")
+    (m / "config.json").write_text("{")
+    r = similarity(m)
+    assert r.exit_code == 1 and "config.json is corrupt" in r.output
+
+
+def test_empty_question_is_bad_usage(tiny_model):
+    r = run("similarity", "  ", "b?", "--model", tiny_model)
+    assert r.exit_code == 2 and "questions must not be empty" in r.output
+
+
+def test_evaluate_threshold_out_of_range(tiny_model, pairs_file):
+    r = run("evaluate", pairs_file, "--model", tiny_model, "--threshold", "-3")
+    assert r.exit_code == 2 and "--threshold" in r.output

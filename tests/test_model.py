@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from dupfinder.encode import pad_batch
+from dupfinder.model import ModelConfig, SiameseEncoder
+
+import numpy as np
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["mean", "max", "meanmax"])
+def test_padding_does_not_change_a_vector(bidirectional, pooling):
+    torch.manual_seed(0)
+    net = SiameseEncoder(ModelConfig(vocab_size=50, d_embed=8, d_model=6, bidirectional=bidirectional, pooling=pooling)).eval()
+    short = np.array([5, 6, 7])
+    alone = net(*pad_batch([short]))  # (1, D)
+    padded = net(*pad_batch([short, np.arange(2, 20)]))[0:1]  # padded to length 18 in a batch
+    torch.testing.assert_close(alone, padded, atol=1e-6, rtol=1e-5)
+    assert alone.shape == (1, net.config.d_vector)
+    torch.testing.assert_close(alone.norm(dim=-1), torch.ones(1))
+
+
+def test_course_architecture_shape_and_projection():
+    net = SiameseEncoder(ModelConfig(vocab_size=10))  # one LSTM layer, d_model 128, mean pooling
+    assert net.config.d_vector == 128 and not net.config.bidirectional and net.config.pooling == "mean"
+    proj = SiameseEncoder(ModelConfig(vocab_size=10, bidirectional=True, pooling="meanmax", d_out=64))
+    v = proj(*pad_batch([np.array([2, 3]), np.array([4])]))
+    assert v.shape == (2, 64)
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="pooling"):
+        SiameseEncoder(ModelConfig(vocab_size=10, pooling="last"))
