@@ -152,6 +152,61 @@ def evaluate(pairs_file, model_dir, threshold, unseen_from, as_json, threads):
 
 
 @cli.command()
+@click.argument("pairs_file", type=str)
+@model_option
+@click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.90, show_default=True,
+              help="Also find the lowest tau whose precision reaches this.")
+@click.option("--balanced/--plain", default=True, show_default=True,
+              help="Weigh duplicates and non-duplicates equally when maximizing accuracy, so tau does not follow the share of duplicates in PAIRS_FILE.")
+@click.option("--write", "write_choice", type=click.Choice(["accuracy", "precision"]), default=None,
+              help="Write that tau (best accuracy, or the target precision's) into the model's manifest.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@threads_option
+def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, as_json, threads):
+    """Threshold advice from labeled pairs: the tau of best accuracy and the tau reaching a target precision.
+
+    Calibrate on held-out pairs, not on the pairs you report results on. --write changes only the
+    threshold and calibration entries of the model's manifest.
+
+    Example: dupfinder calibrate val.csv --model models/mine --target-precision 0.95 --write precision
+    """
+    from .calibrate import calibrate_model, calibration_record, write_threshold
+    from .data import load_pairs
+    from .encode import load_model
+
+    if write_choice and model_dir is None:
+        raise click.UsageError("--write needs --model DIR: the shipped model is part of the installation; copy it and calibrate the copy")
+    set_threads(threads)
+    encoder = load_model(model_dir)
+    pairs = load_pairs(pairs_file)
+    log(pairs.report.summary())
+    advice = calibrate_model(encoder, pairs, target_precision, balanced)
+    advice["model"] = str(encoder.path)
+    if write_choice:
+        record = calibration_record(advice, write_choice, pairs_file)
+        write_threshold(encoder.path, record)
+        advice["written"] = {"threshold": record["threshold"], "previous": encoder.threshold, "manifest": str(encoder.path / "manifest.json")}
+    if as_json:
+        click.echo(json.dumps(advice))
+        return
+
+    def line(title, m):
+        return (f"{title}: tau {m['threshold']:.4f}  accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
+                f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  F1 {m['f1']:.4f}")
+
+    click.echo(f"{pairs_file}: {advice['pairs']:,} pairs, {advice['duplicates']:,} duplicates; model {encoder.path}")
+    click.echo(line("best " + ("balanced accuracy" if balanced else "accuracy"), advice["best_accuracy"]))
+    if advice["at_precision"] is None:
+        click.echo(f"precision >= {target_precision:g}: not reached (best {advice['max_precision']:.4f})")
+    else:
+        click.echo(line(f"precision >= {target_precision:g}", advice["at_precision"]))
+    click.echo(line("current", advice["current"]))
+    if write_choice:
+        w = advice["written"]
+        click.echo(f"wrote tau {w['threshold']:.4f} (was {w['previous']:.4f}) into {w['manifest']}")
+
+
+@cli.command()
 @click.argument("question1")
 @click.argument("question2")
 @model_option
