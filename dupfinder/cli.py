@@ -230,3 +230,71 @@ def similarity(question1, question2, model_dir, threshold, as_json):
         click.echo(json.dumps({"score": score, "threshold": tau, "duplicate": duplicate}))
     else:
         click.echo(f"{score:.4f}  {'duplicate' if duplicate else 'not duplicate'} (tau {tau:.4f})")
+
+
+# ---------------------------------------------------------------- batch dedup (issue 4)
+
+
+@cli.command()
+@click.argument("input_file", type=str)
+@click.option("-o", "--output", required=True, type=str, help="CSV file to write (.tsv: tab-separated, .gz: compressed, -: stdout).")
+@model_option
+@threshold_option
+@click.option("--text-column", default=None, help="Question column of a CSV/TSV (default: question, text, title or body).")
+@click.option("--id-column", default=None, help="Id column of a CSV/TSV (default: id, qid or question_id if present).")
+@click.option("--keep-canonical", is_flag=True, help="Write only the canonical row of each cluster: one question per meaning.")
+@click.option("--no-guard", is_flag=True, help="Plain union-find, which chains A~B~C into one cluster (for comparison).")
+@click.option("-k", "neighbours", type=click.IntRange(min=1), default=16, show_default=True, help="Nearest neighbours searched per question.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@threads_option
+def dedup(input_file, output, model_dir, threshold, text_column, id_column, keep_canonical, no_guard, neighbours,
+          force, as_json, threads):
+    """Find the duplicates within a file of questions; write every row back with its cluster.
+
+    INPUT is read as `index` reads it: a Quora pairs file (its unique questions), a CSV/TSV with a
+    question column and an optional id column, or plain text; .gz and - (stdin) work too. Each row
+    gets cluster_id, canonical_id (the id, else the row number, of the cluster's representative),
+    is_canonical (1/0) and score (cosine with the canonical). Rows with empty text are kept with
+    those columns empty. Questions join a cluster only if their cosine with its canonical reaches
+    the threshold, so unrelated questions are not chained together through intermediate ones.
+
+    Example: dupfinder dedup questions.csv -o deduped.csv --keep-canonical
+    """
+    from .data import load_questions
+    from .dedup import DedupConfig, check_columns, check_output, output_rows, summary, write_table
+    from .dedup import dedup as run_dedup
+    from .encode import load_model
+    from .progress import Progress
+
+    import time
+
+    started = time.perf_counter()
+    check_output(output, force)
+    questions = load_questions(input_file, text_column, id_column)
+    check_columns(questions.header, against=False)
+    set_threads(threads)
+    if threads:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    encoder = load_model(model_dir)
+    tau = encoder.threshold if threshold is None else threshold
+    config = DedupConfig(threshold=tau, guard=not no_guard, k=neighbours)
+    result = run_dedup(encoder, questions.texts, questions.ok, config,
+                       progress_factory=lambda total, label: Progress(total, label, unit="q"))
+    header, rows = output_rows(questions.header, questions.rows, questions.ids, result, keep_canonical)
+    written = write_table(output, header, rows, stdout=sys.stdout)
+    info = summary(result, questions.report) | {
+        "input": input_file, "output": output, "rows_written": written, "threshold": tau, "guard": not no_guard,
+        "model": str(encoder.path), "seconds_total": round(time.perf_counter() - started, 3),
+    }
+    if as_json:
+        click.echo(json.dumps(info), err=output == "-")
+        return
+    log(f"read {questions.report.summary()}\n"
+        f"{info['rows_deduplicated']:,} of {info['rows']:,} rows deduplicated: "
+        f"{info['clusters']:,} clusters ({info['clusters_with_duplicates']:,} with duplicates, largest "
+        f"{info['largest_cluster']:,}); {info['duplicate_rows']:,} rows are duplicates\n"
+        f"wrote {written:,} rows to {output} (tau {tau:.4f}, {'guarded' if not no_guard else 'plain union-find'}, "
+        f"{info['seconds_total']:.1f} s)")

@@ -1,0 +1,452 @@
+"""Batch dedup: encode once, blockwise self-kNN in FAISS, union-find over edges at or above tau with a
+guard against chaining, and the output table (every input row, in input order, with its cluster).
+
+Vectors are unit norm, so inner product is cosine everywhere here.
+
+The anti-chaining rule (on by default; `guard=False` gives plain union-find):
+  Edges (question pairs whose cosine is at least tau and where one is among the other's k nearest
+  neighbours) are merged strongest first. Every cluster has a canonical question; when two clusters
+  meet, the one with more rows keeps its canonical (ties: the canonical that comes first in the
+  input), and the merge happens only if every member of the other cluster reaches tau with that
+  canonical. So every member of every cluster has cosine >= tau with its canonical, and a chain
+  A ~ B ~ C cannot put A and C together unless both are close enough to the same canonical.
+Rows whose normalized text is identical form one group before any of this (they encode to the same
+vector), so the canonical of a cluster tends to be its most repeated question.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import DupfinderError, InputError
+from .text import TextConfig, normalize
+
+ADDED_COLUMNS = ("cluster_id", "canonical_id", "is_canonical", "score")
+AGAINST_COLUMNS = ("index_match_id", "index_match_score")
+# FAISS and numpy sum float32 products in different orders; an edge found at exactly tau must not
+# then fail the guard's re-check by one ulp
+CHECK_TOLERANCE = 1e-5
+
+ProgressFactory = Callable[[int, str], object]  # (total, label) -> object with update(n) and close()
+
+
+@dataclass
+class DedupConfig:
+    threshold: float  # cosine at or above which two questions are duplicates (the CLI passes the model's tau)
+    guard: bool = True  # a member must reach tau with its cluster's canonical; False: plain union-find, which chains
+    k: int = 16  # neighbours searched per question: bounds the edges (and their memory) to n * k
+    block_size: int = 8192  # questions per FAISS search call: bounds the result buffers to block_size * (k + 1)
+    exact_below: int = 50_000  # exact (flat) search up to this many distinct questions, IVF above
+    nlist: int | None = None  # IVF lists; None: 4 * sqrt(n), the usual FAISS rule of thumb
+    nprobe: int = 16  # IVF lists visited per query: recall of the near neighbours against speed
+    seed: int = 0  # draws the IVF training sample
+
+
+@dataclass
+class Clusters:
+    """Clusters of n distinct vectors: each one's canonical (an index into the vectors) and its cosine with it."""
+
+    canonical: np.ndarray  # (n,) int64
+    score: np.ndarray  # (n,) float32
+    edges: int  # candidate edges at or above tau
+    merges_refused: int  # merges the guard refused (0 without it)
+
+
+@dataclass
+class DedupResult:
+    """Per input row: its cluster, the row of the cluster's canonical and the cosine with it.
+
+    Rows that were not deduplicated (empty text) have cluster -1, canonical -1 and score nan.
+    """
+
+    cluster: np.ndarray  # (rows,) int64, numbered 0.. in order of each cluster's first row
+    canonical: np.ndarray  # (rows,) int64 row index
+    score: np.ndarray  # (rows,) float32
+    match: np.ndarray | None = None  # (rows,) int64 id in the --against index, -1 for no match
+    match_score: np.ndarray | None = None  # (rows,) float32, nan for no match
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def is_canonical(self) -> np.ndarray:
+        return self.canonical == np.arange(len(self.canonical))
+
+
+def group_identical(texts: Sequence[str], text_config: TextConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Texts that normalize alike share a group: (group of each text (n,), first text of each group (g,))."""
+    seen: dict[str, int] = {}
+    group = np.fromiter((seen.setdefault(normalize(t, text_config), len(seen)) for t in texts), dtype=np.int64, count=len(texts))
+    first = np.full(len(seen), -1, dtype=np.int64)
+    # reversed, so the earliest text of each group is written last
+    first[group[::-1]] = np.arange(len(texts) - 1, -1, -1)
+    return group, first
+
+
+def build_search_index(x: np.ndarray, config: DedupConfig):
+    """A FAISS inner-product index over x: exact up to `exact_below` vectors, IVF-Flat above."""
+    import faiss
+
+    n, d = x.shape
+    if n <= config.exact_below:
+        index = faiss.IndexFlatIP(d)
+        index.add(x)
+        return index
+    # at least 39 training points per list, or k-means is poor (and FAISS says so on stderr)
+    nlist = max(1, min(config.nlist or int(4 * math.sqrt(n)), n // 39))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(config.seed)
+    sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
+    index.cp.min_points_per_centroid = 1  # the sample is already the right size; no subsampling warning
+    index.train(x[sample])
+    index.add(x)
+    index.nprobe = min(config.nprobe, nlist)
+    return index
+
+
+def neighbour_edges(
+    x: np.ndarray, min_score: float, config: DedupConfig, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (a < b) of rows of x with cosine >= min_score where one is among the other's k nearest.
+
+    Searched block by block, so memory is the index plus block_size * (k + 1) results plus the edges.
+    Returns (a, b, score), each (e,), a pair listed once.
+    """
+    n = len(x)
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    if n < 2:
+        return empty
+    index = build_search_index(x, config)
+    k = min(config.k + 1, n)  # +1: a question finds itself
+    parts_a, parts_b, parts_s = [], [], []
+    for start in range(0, n, config.block_size):
+        block = x[start : start + config.block_size]  # (bs, d)
+        scores, ids = index.search(block, k)  # (bs, k), (bs, k)
+        rows = np.arange(start, start + len(block), dtype=np.int64)[:, None]  # (bs, 1)
+        keep = (scores >= min_score) & (ids >= 0) & (ids != rows)
+        a = np.broadcast_to(rows, ids.shape)[keep]
+        b = ids[keep]
+        parts_a.append(np.minimum(a, b))
+        parts_b.append(np.maximum(a, b))
+        parts_s.append(scores[keep])
+        if progress is not None:
+            progress(len(block))
+    a, b, s = np.concatenate(parts_a), np.concatenate(parts_b), np.concatenate(parts_s)
+    if not len(a):
+        return empty
+    # a pair found from both ends is kept once
+    _, first = np.unique(a * n + b, return_index=True)
+    return a[first], b[first], s[first]
+
+
+def cluster_edges(
+    x: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    s: np.ndarray,
+    tau: float,
+    guard: bool = True,
+    weight: np.ndarray | None = None,
+    first_row: np.ndarray | None = None,
+) -> Clusters:
+    """Union-find over the edges at or above tau, strongest first, with the anti-chaining guard.
+
+    `weight` is the number of input rows behind each vector (the larger cluster by rows keeps its
+    canonical) and `first_row` the input row of each vector (ties go to the earlier canonical);
+    both default to one row each, in vector order.
+    """
+    n = len(x)
+    keep = s >= tau
+    a, b, s = a[keep], b[keep], s[keep]
+    order = np.lexsort((b, a, -s))  # strongest first; ties in a fixed order
+    parent = list(range(n))
+    canon = list(range(n))  # canonical of each root
+    size = (np.ones(n, np.int64) if weight is None else np.asarray(weight)).tolist()
+    first = (np.arange(n) if first_row is None else np.asarray(first_row)).tolist()
+    members: dict[int, list[int]] = {}  # root -> its vectors, for roots of more than one vector
+    floor = tau - CHECK_TOLERANCE
+    refused = 0
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    for i, j in zip(a[order].tolist(), b[order].tolist()):
+        ri, rj = find(i), find(j)
+        if ri == rj:
+            continue
+        # ri keeps its canonical, rj joins it
+        if (size[rj], -first[canon[rj]]) > (size[ri], -first[canon[ri]]):
+            ri, rj = rj, ri
+        joining = members.get(rj)
+        if guard:
+            c = x[canon[ri]]  # (d,)
+            if joining is None:
+                ok = float(x[rj] @ c) >= floor
+            else:
+                ok = bool((x[joining] @ c >= floor).all())  # (m,)
+            if not ok:
+                refused += 1
+                continue
+        parent[rj] = ri
+        size[ri] += size[rj]
+        members.setdefault(ri, [ri]).extend(joining if joining is not None else [rj])
+        members.pop(rj, None)
+
+    canonical = np.fromiter((canon[find(i)] for i in range(n)), dtype=np.int64, count=n)
+    score = np.empty(n, dtype=np.float32)
+    for start in range(0, n, 65536):  # chunked: the gathered canonicals are an (n, d) copy otherwise
+        sl = slice(start, start + 65536)
+        score[sl] = np.einsum("ij,ij->i", x[sl], x[canonical[sl]])
+    score[canonical == np.arange(n)] = 1.0
+    return Clusters(canonical, score, int(len(a)), refused)
+
+
+def cluster_vectors(
+    x: np.ndarray,
+    config: DedupConfig,
+    weight: np.ndarray | None = None,
+    first_row: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Clusters:
+    """Self-kNN then guarded union-find: the whole method on unit vectors x (n, d) float32."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    a, b, s = neighbour_edges(x, config.threshold, config, progress)
+    return cluster_edges(x, a, b, s, config.threshold, config.guard, weight, first_row)
+
+
+def match_index(index, x: np.ndarray, tau: float, block_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest question of a `QuestionIndex` for each vector: (id, -1 if below tau or none; score, nan then)."""
+    ids = np.full(len(x), -1, dtype=np.int64)
+    scores = np.full(len(x), np.nan, dtype=np.float32)
+    if index.count == 0:
+        return ids, scores
+    for start in range(0, len(x), block_size):
+        s, i = index.search(x[start : start + block_size], 1)  # (bs, 1), (bs, 1)
+        hit = (i[:, 0] >= 0) & (s[:, 0] >= tau)
+        ids[start : start + len(s)] = np.where(hit, i[:, 0], -1)
+        scores[start : start + len(s)] = np.where(hit, s[:, 0], np.nan)
+    return ids, scores
+
+
+def dedup(
+    encoder,
+    texts: Sequence[str],
+    ok: np.ndarray,
+    config: DedupConfig,
+    against=None,
+    progress_factory: ProgressFactory | None = None,
+) -> DedupResult:
+    """Deduplicate `texts` (rows where `ok` is False are left out) with an `Encoder`.
+
+    `against` is an open `QuestionIndex` to screen the rows against as well.
+    """
+    n_rows = len(texts)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    rows = np.flatnonzero(ok)  # (r,) the rows that are deduplicated
+    group, first = group_identical([texts[i] for i in rows.tolist()], getattr(encoder, "text_config", None))
+    first_row = rows[first]  # (g,) input row of each distinct question
+    weight = np.bincount(group, minlength=len(first))  # (g,)
+    timings["group"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    bar = progress_factory(len(first_row), "encoding") if progress_factory else None
+    x = encoder.encode([texts[i] for i in first_row.tolist()], progress=bar.update if bar else None)  # (g, d)
+    if bar:
+        bar.close()
+    timings["encode"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    bar = progress_factory(len(first_row), "searching") if progress_factory else None
+    a, b, s = neighbour_edges(x, config.threshold, config, bar.update if bar else None)
+    if bar:
+        bar.close()
+    timings["search"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    clusters = cluster_edges(x, a, b, s, config.threshold, config.guard, weight, first_row)
+    del a, b, s
+    timings["cluster"] = time.perf_counter() - t0
+
+    result = _rows_from_groups(n_rows, rows, group, first_row, clusters)
+    if against is not None:
+        t0 = time.perf_counter()
+        ids, scores = match_index(against, x, config.threshold, config.block_size)
+        result.match = np.full(n_rows, -1, dtype=np.int64)
+        result.match_score = np.full(n_rows, np.nan, dtype=np.float32)
+        result.match[rows] = ids[group]
+        result.match_score[rows] = scores[group]
+        timings["against"] = time.perf_counter() - t0
+
+    result.stats = {
+        "distinct_texts": len(first_row),
+        "edges": clusters.edges,
+        "merges_refused_by_guard": clusters.merges_refused,
+        "search": _describe_search(len(first_row), config),
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+    return result
+
+
+def _describe_search(n: int, config: DedupConfig) -> str:
+    if n <= config.exact_below:
+        return f"exact, k={config.k}"
+    nlist = max(1, min(config.nlist or int(4 * math.sqrt(n)), n // 39))
+    return f"IVF-Flat nlist={nlist} nprobe={min(config.nprobe, nlist)}, k={config.k}"
+
+
+def _rows_from_groups(n_rows: int, rows: np.ndarray, group: np.ndarray, first_row: np.ndarray, clusters: Clusters) -> DedupResult:
+    canonical = np.full(n_rows, -1, dtype=np.int64)
+    score = np.full(n_rows, np.nan, dtype=np.float32)
+    cluster = np.full(n_rows, -1, dtype=np.int64)
+    canonical[rows] = first_row[clusters.canonical[group]]
+    score[rows] = clusters.score[group]
+    if len(rows):
+        # clusters are numbered in the order of their first row
+        uniq, first_pos, inverse = np.unique(canonical[rows], return_index=True, return_inverse=True)
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[np.argsort(first_pos, kind="stable")] = np.arange(len(uniq))
+        cluster[rows] = rank[inverse]
+    return DedupResult(cluster, canonical, score)
+
+
+def summary(result: DedupResult, report) -> dict:
+    """Counts for the user: rows read, skipped and why, clusters, duplicate rows (and index matches)."""
+    done = result.cluster >= 0
+    sizes = np.bincount(result.cluster[done]) if done.any() else np.zeros(0, np.int64)
+    out = {
+        "rows": int(len(result.cluster)),
+        "rows_deduplicated": int(done.sum()),
+        "rows_skipped": {why: int(n) for why, n in sorted(report.skipped.items())},
+        "rows_repaired": {why: int(n) for why, n in sorted(report.repaired.items())},
+        "clusters": int(len(sizes)),
+        "clusters_with_duplicates": int((sizes > 1).sum()),
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+        "duplicate_rows": int(done.sum() - len(sizes)),
+    }
+    if result.match is not None:
+        out["rows_matching_index"] = int((result.match >= 0).sum())
+    return out | result.stats
+
+
+def check_columns(header: Sequence[str], against: bool) -> None:
+    added = ADDED_COLUMNS + (AGAINST_COLUMNS if against else ())
+    clash = [c for c in header if c in added]
+    if clash:
+        raise InputError(
+            f"the input already has column(s) {', '.join(clash)}, which dedup adds; rename them or dedup the original file"
+        )
+
+
+def output_rows(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    ids: Sequence[str | None],
+    result: DedupResult,
+    keep_canonical: bool = False,
+    match_labels: dict[int, str] | None = None,
+) -> tuple[list[str], Iterable[list[str]]]:
+    """Header and rows to write: every input row in input order with the added columns, or with
+    `keep_canonical` only the canonical row of each cluster (rows with empty text are then left out).
+
+    A row's id is its id column, else its 1-based row number. `match_labels` maps --against index
+    ids to the ids shown for them.
+    """
+    with_match = result.match is not None
+    out_header = list(header) + list(ADDED_COLUMNS) + (list(AGAINST_COLUMNS) if with_match else [])
+
+    def label(i: int) -> str:
+        return ids[i] if ids[i] is not None else str(i + 1)
+
+    def gen() -> Iterable[list[str]]:
+        canonical, cluster, score = result.canonical.tolist(), result.cluster.tolist(), result.score.tolist()
+        for i, row in enumerate(rows):
+            c = canonical[i]
+            if keep_canonical and c != i:
+                continue
+            if c < 0:
+                added = ["", "", "", ""]
+            else:
+                added = [str(cluster[i]), label(c), "1" if c == i else "0", f"{score[i]:.4f}"]
+            if with_match:
+                m = int(result.match[i])
+                added += [match_labels.get(m, str(m)), f"{float(result.match_score[i]):.4f}"] if m >= 0 else ["", ""]
+            yield list(row) + added
+
+    return out_header, gen()
+
+
+def check_output(path: str, force: bool) -> None:
+    """Refuse, before any work, an output path that exists (unless `force`) or cannot be written."""
+    if path == "-":
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise DupfinderError(f"output {p} is a directory; give a file name")
+    if p.exists() and not force:
+        raise DupfinderError(f"output {p} already exists; use --force to overwrite it")
+    parent = p.parent
+    if not parent.is_dir():
+        raise DupfinderError(f"cannot write {p}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DupfinderError(f"cannot write {p}: no permission to write in {parent}")
+
+
+def write_table(path: str, header: Sequence[str], rows: Iterable[Sequence[str]], stdout=None) -> int:
+    """Write CSV (TSV for .tsv/.tab, gzipped for .gz) to a temp file, then rename it over `path`.
+
+    A failure or interruption leaves no partial output at `path`. `-` writes to `stdout`. Returns the rows written.
+    """
+    name = path.lower().removesuffix(".gz")
+    delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
+    if path == "-":
+        return _write_csv(stdout, delimiter, header, rows)
+    p = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise DupfinderError(f"cannot write {p}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.lower().endswith(".gz") else raw
+            f = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+            count = _write_csv(f, delimiter, header, rows)
+            f.flush()
+            f.detach()
+            if stream is not raw:
+                stream.close()  # writes the gzip trailer; the file itself stays open
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise DupfinderError(f"cannot write {p}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _write_csv(f, delimiter: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+    writer = csv.writer(f, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    return count
