@@ -232,6 +232,173 @@ def similarity(question1, question2, model_dir, threshold, as_json):
         click.echo(f"{score:.4f}  {'duplicate' if duplicate else 'not duplicate'} (tau {tau:.4f})")
 
 
+# ---------------------------------------------------------------- the question index (issue 3)
+
+
+def index_option(f):
+    return click.option(
+        "--index", "index_dir", type=click.Path(path_type=Path), default=None,
+        help="Index directory (default: $DUPFINDER_INDEX, else $DUPFINDER_HOME/indexes/default, else ./indexes/default).",
+    )(f)
+
+
+def input_column_options(f):
+    f = click.option("--id-column", default=None, help="Id column of a CSV/TSV (default: id, qid or question_id if present).")(f)
+    return click.option("--text-column", default=None, help="Question column of a CSV/TSV (default: question, text, title or body).")(f)
+
+
+def encoding_progress(label: str):
+    from .progress import Progress
+
+    return lambda total: Progress(total, label, unit="q")
+
+
+@cli.command("index")
+@click.argument("files", nargs=-1, required=True)
+@index_option
+@model_option
+@click.option("--kind", type=click.Choice(["flat", "hnsw"]), default=None,
+              help="flat: exact search (the default). hnsw: approximate graph search for large corpora. Chosen when the index is created.")
+@input_column_options
+@threads_option
+def index_cmd(files, index_dir, model_dir, kind, text_column, id_column, threads):
+    """Add the questions of FILES to an index, creating it if needed.
+
+    FILES are Quora pairs files (unique questions by qid1/qid2), CSV/TSV files with a question
+    column and an optional id column, or plain text (one question per line); .gz and - (stdin)
+    work too. Questions already in the index (same id or same normalized text) and empty ones are
+    skipped and counted. An existing index keeps its own model; --model must then be that model.
+
+    Example: dupfinder index questions.csv more.txt.gz --index indexes/mine
+    """
+    from .index import add_questions, check_kind, default_index_dir, encoder_for_writing, questions_from_files
+
+    directory = index_dir or default_index_dir()
+    check_kind(directory, kind)
+    questions = questions_from_files(files, text_column, id_column, log=log)  # all files read before the index is touched
+    set_threads(threads)
+    encoder = encoder_for_writing(directory, model_dir)
+    report = add_questions(directory, encoder, questions, kind=kind, progress_factory=encoding_progress("encoding"))
+    click.echo(report.summary(directory))
+
+
+@cli.command()
+@click.argument("question", required=False)
+@index_option
+@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per question.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Cosine at or above which a neighbour is a duplicate (default: the index model's tau).")
+@click.option("--file", "query_file", type=str, default=None,
+              help="Answer every question of this file (same formats as index) as JSON lines.")
+@input_column_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with --file, output is always JSON lines).")
+@model_option
+@threads_option
+def query(question, index_dir, k, threshold, query_file, text_column, id_column, as_json, model_dir, threads):
+    """The k questions of the index nearest to QUESTION, with their cosine, marking duplicates.
+
+    The question is encoded with the model that built the index. With no index yet at the
+    default place, one is first built from the demo corpus shipped with dupfinder (real Quora
+    questions). With --file, writes one JSON object per line: {"id", "text", "hits": [{"id",
+    "text", "score", "duplicate"}, ...]}, best hit first.
+
+    Example: dupfinder query "How old are you?" -k 5
+    """
+    from .index import MANIFEST, build_demo_index, default_index_dir, open_with_model
+    from .search import query as run_query
+
+    if (question is None) == (query_file is None):
+        raise click.UsageError("give either a QUESTION or --file FILE")
+    if question is not None and not question.strip():
+        raise click.BadParameter("the question must not be empty", param_hint="QUESTION")
+    set_threads(threads)
+    directory = index_dir or default_index_dir()
+    if index_dir is None and not os.environ.get("DUPFINDER_INDEX") and not (directory / MANIFEST).exists():
+        from .encode import load_model
+
+        log(f"no index at {directory} yet: building it from the demo corpus shipped with dupfinder")
+        report = build_demo_index(directory, load_model(model_dir), progress_factory=encoding_progress("indexing demo"))
+        log(report.summary(directory))
+    index, encoder = open_with_model(directory, model_dir)
+    tau = encoder.threshold if threshold is None else threshold
+    with index:
+        if query_file is not None:
+            from .data import load_questions
+
+            qs = load_questions(query_file, text_column=text_column, id_column=id_column)
+            keep = [i for i in range(len(qs)) if qs.ok[i]]
+            for start in range(0, len(keep), 4096):  # bounded memory for big files
+                chunk = keep[start : start + 4096]
+                results = run_query(index, encoder, [qs.texts[i] for i in chunk], k=k, threshold=tau)
+                for i, hits in zip(chunk, results):
+                    click.echo(json.dumps({"id": qs.ids[i], "text": qs.texts[i], "hits": [h.to_dict() for h in hits]}))
+            log(qs.report.summary())
+            return
+        hits = run_query(index, encoder, [question], k=k, threshold=tau)[0]
+    if as_json:
+        click.echo(json.dumps({"query": question, "threshold": tau, "hits": [h.to_dict() for h in hits]}))
+        return
+    for h in hits:
+        click.echo(f"{h.score:7.4f}  {'DUPLICATE' if h.duplicate else '         '}  [{h.id}] {h.text}")
+    n_dup = sum(h.duplicate for h in hits)
+    if n_dup:
+        click.echo(f"{n_dup} duplicate{'s' if n_dup > 1 else ''} at tau {tau:.4f}")
+    elif hits:
+        click.echo(f"No duplicate: the best match scores {hits[0].score:.4f}, below tau {tau:.4f}")
+    else:
+        click.echo("No duplicate: the index is empty")
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, required=True)
+@index_option
+def remove(ids, index_dir):
+    """Delete questions by their id (the id from your file; the internal id for questions without one).
+
+    All or nothing: if any ID is not in the index, nothing is removed.
+
+    Example: dupfinder remove 42 q-17 --index indexes/mine
+    """
+    from .index import default_index_dir, remove_questions
+
+    directory = index_dir or default_index_dir()
+    report = remove_questions(directory, list(ids))
+    click.echo(f"removed {len(report.removed):,} from {directory}; {report.count:,} questions left")
+
+
+@cli.command()
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(index_dir, as_json):
+    """Count, model, kind, dimension and size on disk of an index.
+
+    Example: dupfinder info --index indexes/mine
+    """
+    from .index import QuestionIndex, default_index_dir
+
+    directory = index_dir or default_index_dir()
+    with QuestionIndex.open(directory) as index:
+        m = index.manifest
+        result = {
+            "index": str(directory), "count": index.count, "kind": index.kind, "metric": m.get("metric"),
+            "dimension": index.dim, "model": m["model"]["path"], "model_fingerprint": m["model"]["fingerprint"],
+            "threshold": index.threshold, "size_bytes": index.size_bytes(), "generation": m["generation"],
+            "created": m.get("created"), "updated": m.get("updated"),
+        }
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"index      {result['index']}\n"
+        f"questions  {result['count']:,}\n"
+        f"kind       {result['kind']} ({result['metric']})\n"
+        f"dimension  {result['dimension']}\n"
+        f"model      {result['model']} ({result['model_fingerprint']}, tau {result['threshold']:.4f})\n"
+        f"size       {result['size_bytes'] / 1e6:,.1f} MB\n"
+        f"updated    {result['updated']}"
+    )
+
+
 # ---------------------------------------------------------------- batch dedup (issue 4)
 
 

@@ -397,7 +397,7 @@ def load_questions(path: str | Path, text_column: str | None = None, id_column: 
     report = ReadReport(name)
     kind = file_kind(path)
     if kind != "lines":
-        text = decode(read_bytes(path), report)
+        text = _decode_text(read_bytes(path), report)
         if not text.strip():
             raise InputError(f"{name} is empty")
         first = text.split("\n", 1)[0]
@@ -409,7 +409,18 @@ def load_questions(path: str | Path, text_column: str | None = None, id_column: 
             reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(name, first))
             return _questions_from_table(reader, name, report, text_column, id_column)
         return _questions_from_lines(text, report)
-    return _questions_from_lines(decode(read_bytes(path), report), report)
+    return _questions_from_lines(_decode_text(read_bytes(path), report), report)
+
+
+def _decode_text(raw: bytes, report: ReadReport) -> str:
+    """`decode`, refusing files that are mostly not UTF-8 text (a binary or wrongly encoded file)."""
+    text = decode(raw, report)
+    bad = report.repaired.get("invalid UTF-8", 0) + report.repaired.get("NUL bytes", 0)
+    if bad > 0.05 * max(len(text), 1):
+        raise InputError(
+            f"{report.path} does not look like UTF-8 text ({bad:,} undecodable bytes); convert it to UTF-8 first"
+        )
+    return text
 
 
 def _questions_from_lines(text: str, report: ReadReport) -> Questions:

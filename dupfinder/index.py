@@ -1,0 +1,639 @@
+"""The question index: L2-normalized vectors in FAISS (inner product = cosine) plus metadata in SQLite.
+
+One directory holds immutable generations (`gen-N/vectors.faiss` + `gen-N/meta.db`) and
+`manifest.json`, which names the current one. A writer builds the next generation in a temp folder,
+renames it, then replaces the manifest: that rename is the commit point, so a killed writer leaves
+the last good generation and readers never see a half-written pair. FAISS ids are the SQLite keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from .errors import IndexStoreError, InputError
+from .text import normalize
+
+if TYPE_CHECKING:  # torch and faiss are imported only where used: `dupfinder query` starts cold
+    from .encode import Encoder
+
+
+class ProgressLike(Protocol):
+    def update(self, n: int = 1) -> None: ...
+    def close(self) -> None: ...
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+KINDS = ("flat", "hnsw")
+METRIC = "inner_product"  # on unit vectors, so scores are cosines
+DEMO_CORPUS = Path(__file__).parent / "demo" / "questions.csv.gz"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"  # == artifacts.DEFAULT_MODEL_DIR, without torch
+
+# Metadata is written through sqlite-utils; the query path reads with the stdlib sqlite3 module,
+# because importing sqlite-utils costs a cold `dupfinder query` about a second.
+COLUMNS = {
+    "id": int,  # the FAISS id
+    "user_id": str,  # the id in the user's file, if it had one
+    "text": str,
+    "text_hash": str,  # of normalize(text): the same question, whatever its spacing or case
+    "source": str,  # the file it came from
+    "added": str,  # UTC, ISO 8601
+}
+
+
+@dataclass
+class HnswConfig:
+    m: int = 32  # graph degree: memory and build time grow with it, recall too
+    ef_construction: int = 80  # candidate list while building; 80 keeps a 500k build to minutes on 2 cores
+    ef_search: int = 128  # candidate list per query: recall@10 >= 0.98 of exact on Quora-sized corpora
+
+
+def default_index_dir() -> Path:
+    """$DUPFINDER_INDEX, else $DUPFINDER_HOME/indexes/default, else ./indexes/default."""
+    if os.environ.get("DUPFINDER_INDEX"):
+        return Path(os.environ["DUPFINDER_INDEX"])
+    if os.environ.get("DUPFINDER_HOME"):
+        return Path(os.environ["DUPFINDER_HOME"]) / "indexes" / "default"
+    return Path("indexes") / "default"
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if directory.is_dir() and any(directory.iterdir()):
+            raise IndexStoreError(f"{directory} is not a dupfinder index ({MANIFEST} is missing)") from None
+        raise IndexStoreError(
+            f"no index at {directory}; build one with: dupfinder index FILE --index {directory}"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexStoreError(f"{path} is corrupt ({e}); rebuild the index with dupfinder index") from None
+    if not isinstance(manifest, dict) or "format_version" not in manifest:
+        raise IndexStoreError(f"{path} is not a dupfinder index manifest")
+    version = manifest["format_version"]
+    if version != FORMAT_VERSION:
+        hint = "upgrade dupfinder" if isinstance(version, int) and version > FORMAT_VERSION else "rebuild the index"
+        raise IndexStoreError(f"{directory} has index format {version}; this dupfinder reads {FORMAT_VERSION}: {hint}")
+    missing = {"generation", "kind", "dimension", "count", "model"} - manifest.keys()
+    if missing:
+        raise IndexStoreError(f"{path} lacks {', '.join(sorted(missing))}; rebuild the index")
+    return manifest
+
+
+def _generation_dir(generation: int) -> str:
+    return f"gen-{generation}"
+
+
+def _check_model(manifest: dict, encoder: "Encoder", directory: Path) -> None:
+    built = manifest["model"]
+    if encoder.fingerprint != built["fingerprint"]:
+        raise IndexStoreError(
+            f"{directory} was built with model {built['fingerprint']} ({built['path']}), not {encoder.fingerprint} "
+            f"({encoder.path}); query it with its own model, or build a new index with --index OTHER_DIR"
+        )
+
+
+class QuestionIndex:
+    """A read-only view of one generation of an index: FAISS vectors and their SQLite rows.
+
+    >>> idx = QuestionIndex.open("indexes/default")
+    >>> scores, ids = idx.search(encoder.encode(["How old are you?"]), k=5)  # (1, 5), (1, 5)
+    >>> idx.rows(ids[0].tolist())[int(ids[0, 0])]["text"]
+    """
+
+    def __init__(self, directory: Path, manifest: dict, faiss_index, db: sqlite3.Connection):
+        self.directory = directory
+        self.manifest = manifest
+        self.faiss_index = faiss_index
+        self.db = db
+
+    @classmethod
+    def open(cls, directory: str | Path, encoder: "Encoder | None" = None) -> "QuestionIndex":
+        """Open the current generation; with `encoder`, also check that it is the model that built the index."""
+        import faiss
+
+        directory = Path(directory)
+        # a writer may publish a new generation and delete an old one between our reading the
+        # manifest and opening its files: then the manifest has changed, and we read it again
+        for attempt in range(5):
+            manifest = read_manifest(directory)
+            gen = directory / _generation_dir(manifest["generation"])
+            faiss_path, meta_path = gen / "vectors.faiss", gen / "meta.db"
+            if not (faiss_path.is_file() and meta_path.is_file()):
+                if read_manifest(directory)["generation"] != manifest["generation"] and attempt < 4:
+                    continue
+                raise IndexStoreError(f"{directory} is damaged: {gen.name} is missing files; rebuild the index")
+            try:
+                # immutable: published generations never change, so no locks and no journal
+                db = sqlite3.connect(f"file:{meta_path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+                n_rows = db.execute("SELECT count(*) FROM questions").fetchone()[0]
+            except sqlite3.Error as e:
+                raise IndexStoreError(f"{meta_path} is corrupt ({e}); rebuild the index") from None
+            try:
+                index = faiss.read_index(str(faiss_path))
+            except RuntimeError as e:
+                db.close()
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise IndexStoreError(f"{faiss_path} is corrupt ({first}); rebuild the index") from None
+            break
+        if index.ntotal != manifest["count"] or n_rows != manifest["count"] or index.d != manifest["dimension"]:
+            db.close()
+            raise IndexStoreError(
+                f"{directory} is inconsistent: manifest says {manifest['count']} vectors of dimension "
+                f"{manifest['dimension']}, FAISS has {index.ntotal} of {index.d}, SQLite has {n_rows} rows; rebuild the index"
+            )
+        if manifest["kind"] == "hnsw":
+            faiss.downcast_index(index.index).hnsw.efSearch = manifest["hnsw"]["ef_search"]
+        if encoder is not None:
+            _check_model(manifest, encoder, directory)
+        return cls(directory, manifest, index, db)
+
+    @property
+    def count(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dimension"])
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def model_path(self) -> Path | None:
+        """The model that built the index; None means the default model shipped with dupfinder."""
+        model = self.manifest["model"]
+        return None if model.get("default") else Path(model["path"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["model"]["threshold"])
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product (cosine for unit vectors): scores (n, k) float32, ids (n, k) int64, -1 where
+        the index has fewer than k questions."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # (n, d)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
+        if self.count == 0:
+            return np.full((len(vectors), k), -np.inf, np.float32), np.full((len(vectors), k), -1, np.int64)
+        return self.faiss_index.search(vectors, k)
+
+    def rows(self, ids: Sequence[int]) -> dict[int, dict]:
+        """FAISS id -> its SQLite row (id, user_id, text, text_hash, source, added); unknown and -1 ids are left out."""
+        wanted = sorted({int(i) for i in ids if int(i) >= 0})
+        out: dict[int, dict] = {}
+        for start in range(0, len(wanted), 900):  # SQLite's limit on bound parameters
+            chunk = wanted[start : start + 900]
+            cursor = self.db.execute(
+                f"SELECT id, user_id, text, text_hash, source, added FROM questions WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            names = [d[0] for d in cursor.description]
+            for row in cursor:
+                out[row[0]] = dict(zip(names, row))
+        return out
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ids (n,) int64 and their vectors (n, d) float32, in FAISS order."""
+        import faiss
+
+        inner = self.faiss_index.index
+        ids = faiss.vector_to_array(self.faiss_index.id_map).astype(np.int64)
+        return ids, inner.reconstruct_n(0, inner.ntotal) if inner.ntotal else np.zeros((0, self.dim), np.float32)
+
+    def size_bytes(self) -> int:
+        gen = self.directory / _generation_dir(self.manifest["generation"])
+        return sum(p.stat().st_size for p in gen.iterdir()) + (self.directory / MANIFEST).stat().st_size
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "QuestionIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_index_model(index: QuestionIndex, model_dir: str | Path | None = None) -> "Encoder":
+    """The model that built `index` (or `model_dir`, which must be that same model)."""
+    from .encode import load_model
+    from .errors import ModelError
+
+    recorded = index.model_path
+    try:
+        encoder = load_model(model_dir if model_dir is not None else recorded)
+    except ModelError as e:
+        if model_dir is not None:
+            raise
+        raise IndexStoreError(
+            f"cannot load the model that built {index.directory} ({e}); pass --model with that model, or rebuild the index"
+        ) from None
+    _check_model(index.manifest, encoder, index.directory)
+    return encoder
+
+
+# ---------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def writer_lock(directory: Path) -> Iterator[None]:
+    """One writer at a time per index (readers take no lock: they read immutable generations)."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexStoreError(f"another dupfinder process is writing to {directory}; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _collect_garbage(directory: Path, current: int | None) -> None:
+    """Remove temp folders of killed writers and generations older than the previous one.
+
+    The previous generation is kept: a reader that read the old manifest a moment ago may be opening it.
+    """
+    for p in directory.iterdir():
+        if p.name.startswith(".tmp-"):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith("gen-") and p.is_dir():
+            try:
+                n = int(p.name[4:])
+            except ValueError:
+                continue
+            if current is None or n < current - 1 or n > current:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _new_faiss(kind: str, dim: int, hnsw: HnswConfig):
+    import faiss
+
+    if kind == "flat":
+        inner = faiss.IndexFlatIP(dim)
+    else:
+        inner = faiss.IndexHNSWFlat(dim, hnsw.m, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = hnsw.ef_construction
+        inner.hnsw.efSearch = hnsw.ef_search
+    return faiss.IndexIDMap(inner)
+
+
+def _publish(directory: Path, manifest: dict, faiss_index, write_meta: Callable[[Path], None]) -> dict:
+    """Write generation manifest['generation'] in a temp folder, rename it into place, then swap the manifest."""
+    import faiss
+
+    from .artifacts import write_atomic
+
+    gen_name = _generation_dir(manifest["generation"])
+    tmp = directory / f".tmp-{gen_name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write_meta(tmp / "meta.db")
+        faiss.write_index(faiss_index, str(tmp / "vectors.faiss"))
+        for name in ("meta.db", "vectors.faiss"):
+            _fsync(tmp / name)
+        target = directory / gen_name
+        shutil.rmtree(target, ignore_errors=True)  # left by a writer killed between rename and manifest
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(directory)
+    write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())  # the commit point
+    _fsync(directory)
+    _collect_garbage(directory, manifest["generation"])
+    return manifest
+
+
+def _open_writable_copy(src: Path | None, dst: Path):
+    """A sqlite-utils Database on a copy of the current meta.db (or a new one), tuned for one bulk
+    write: the file is private until it is fsynced and renamed, so it needs no journal."""
+    import sqlite_utils
+
+    if src is not None:
+        shutil.copyfile(src, dst)
+    db = sqlite_utils.Database(dst)
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    if src is None:
+        table = db["questions"].create(COLUMNS, pk="id", not_null={"text", "text_hash", "added"})
+        table.create_index(["user_id"])
+        table.create_index(["text_hash"])
+        db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+    return db
+
+
+def _versions() -> dict:
+    import faiss
+
+    from . import __version__
+
+    return {
+        "dupfinder": __version__,
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+@dataclass
+class Question:
+    """One question to add: the user's id (or None), its text and the file it came from."""
+
+    user_id: str | None
+    text: str
+    source: str = ""
+
+
+@dataclass
+class AddReport:
+    added: int = 0
+    already_indexed: int = 0  # same user id or same normalized text as a question in the index (or earlier in the input)
+    empty: int = 0  # empty questions are never indexed
+    count: int = 0  # questions in the index afterwards
+    created: bool = False
+
+    def summary(self, directory: Path) -> str:
+        return (
+            f"{'created' if self.created else 'updated'} {directory}: {self.added:,} added, "
+            f"{self.already_indexed:,} already indexed, {self.empty:,} empty skipped; {self.count:,} questions in all"
+        )
+
+
+def check_kind(directory: str | Path, kind: str | None, manifest: dict | None = None) -> None:
+    """Refuse `kind` for an existing index of another kind (cheap: call it before reading big inputs)."""
+    directory = Path(directory)
+    if manifest is None:
+        if not (directory / MANIFEST).exists():
+            return
+        manifest = read_manifest(directory)
+    if kind is not None and kind != manifest["kind"]:
+        raise InputError(f"{directory} is a {manifest['kind']} index; leave out --kind to append, or use another --index")
+
+
+def add_questions(
+    directory: str | Path,
+    encoder: "Encoder",
+    questions: Sequence[Question],
+    kind: str | None = None,
+    hnsw: HnswConfig | None = None,
+    progress_factory: Callable[[int], "ProgressLike"] | None = None,
+    batch_size: int = 512,
+) -> AddReport:
+    """Encode the questions not yet in the index and publish them as a new generation.
+
+    Creates the index when `directory` has none (`kind` flat by default). Questions whose user id or
+    normalized text is already indexed are skipped and counted; so are empty ones.
+    """
+    directory = Path(directory)
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"unknown index kind {kind!r}; use one of: {', '.join(KINDS)}")
+    with writer_lock(directory):
+        manifest = read_manifest(directory) if (directory / MANIFEST).exists() else None
+        _collect_garbage(directory, manifest["generation"] if manifest else None)
+        report = AddReport(created=manifest is None)
+        if manifest is not None:
+            _check_model(manifest, encoder, directory)
+            check_kind(directory, kind, manifest)
+            current = QuestionIndex.open(directory)
+            seen_ids = {r[0] for r in current.db.execute("SELECT user_id FROM questions WHERE user_id IS NOT NULL")}
+            seen_hashes = {r[0] for r in current.db.execute("SELECT text_hash FROM questions")}
+        else:
+            current, seen_ids, seen_hashes = None, set(), set()
+
+        fresh: list[tuple[Question, str]] = []
+        for q in questions:
+            text = q.text.strip()
+            if not text:
+                report.empty += 1
+                continue
+            h = text_hash(text)
+            if h in seen_hashes or (q.user_id is not None and q.user_id in seen_ids):
+                report.already_indexed += 1
+                continue
+            seen_hashes.add(h)
+            if q.user_id is not None:
+                seen_ids.add(q.user_id)
+            fresh.append((Question(q.user_id, text, q.source), h))
+        if not fresh:
+            report.count = manifest["count"] if manifest else 0
+            if current is not None:
+                current.close()
+            if manifest is None:
+                raise InputError("no questions to index: every one was empty")
+            return report
+
+        bar = progress_factory(len(fresh)) if progress_factory is not None else None
+        vectors = encoder.encode(
+            [q.text for q, _ in fresh], batch_size=batch_size, progress=bar.update if bar is not None else None
+        )  # (n, d)
+        if bar is not None:
+            bar.close()
+        if manifest is None:
+            hnsw = hnsw or HnswConfig()
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "generation": 0,
+                "kind": kind or "flat",
+                "metric": METRIC,
+                "dimension": encoder.dim,
+                "count": 0,
+                "next_id": 0,
+                "model": _model_record(encoder),
+                "created": _now(),
+            }
+            if manifest["kind"] == "hnsw":
+                manifest["hnsw"] = asdict(hnsw)
+            faiss_index = _new_faiss(manifest["kind"], encoder.dim, hnsw)
+            src_meta = None
+        else:
+            manifest = dict(manifest)
+            faiss_index = current.faiss_index
+            src_meta = directory / _generation_dir(manifest["generation"]) / "meta.db"
+        start = int(manifest["next_id"])
+        ids = np.arange(start, start + len(fresh), dtype=np.int64)
+        faiss_index.add_with_ids(vectors, ids)
+        added_at = _now()
+
+        def write_meta(path: Path) -> None:
+            db = _open_writable_copy(src_meta, path)
+            db["questions"].insert_all(
+                (
+                    {"id": int(i), "user_id": q.user_id, "text": q.text, "text_hash": h, "source": q.source, "added": added_at}
+                    for i, (q, h) in zip(ids.tolist(), fresh)
+                ),
+                batch_size=2000,
+            )
+            db.close()
+
+        manifest.update(
+            generation=manifest["generation"] + 1,
+            count=manifest["count"] + len(fresh),
+            next_id=start + len(fresh),
+            updated=added_at,
+            versions=_versions(),
+        )
+        if current is not None:
+            current.close()
+        _publish(directory, manifest, faiss_index, write_meta)
+        report.added = len(fresh)
+        report.count = manifest["count"]
+        return report
+
+
+def _model_record(encoder: "Encoder") -> dict:
+    path = Path(encoder.path).resolve()
+    return {
+        "path": str(path),
+        "fingerprint": encoder.fingerprint,
+        "threshold": float(encoder.threshold),
+        "default": path == DEFAULT_MODEL_DIR.resolve(),  # then found again in whatever install opens the index
+    }
+
+
+def questions_from_files(
+    paths: Sequence[str], text_column: str | None = None, id_column: str | None = None, log: Callable[[str], None] | None = None
+) -> list[Question]:
+    """Read every file first (pairs, CSV/TSV, plain text, .gz, `-`), so a bad one fails before the index is touched."""
+    from .data import load_questions
+
+    out: list[Question] = []
+    for path in paths:
+        qs = load_questions(path, text_column=text_column, id_column=id_column)
+        if log is not None:
+            log(qs.report.summary())
+        source = "<stdin>" if str(path) == "-" else str(path)
+        out += [Question(i, t, source) for i, t in zip(qs.ids, qs.texts)]
+    return out
+
+
+@dataclass
+class RemoveReport:
+    removed: list[str] = field(default_factory=list)
+    count: int = 0
+
+
+def remove_questions(directory: str | Path, ids: Sequence[str]) -> RemoveReport:
+    """Delete questions by the user's id (or, for questions without one, the internal id) from FAISS and SQLite.
+
+    All or nothing: if any id is not in the index, nothing is removed. A flat index drops the vectors
+    in place; an HNSW graph cannot delete, so it is rebuilt from the remaining vectors (slow for
+    large indexes, but search stays exact to the graph's recall and nothing dead is kept around).
+    """
+    import faiss
+
+    directory = Path(directory)
+    with writer_lock(directory):
+        manifest = read_manifest(directory)
+        _collect_garbage(directory, manifest["generation"])
+        current = QuestionIndex.open(directory)
+        try:
+            found: dict[str, list[int]] = {}
+            for wanted in dict.fromkeys(ids):
+                rows = current.db.execute("SELECT id FROM questions WHERE user_id = ?", (wanted,)).fetchall()
+                if not rows and wanted.lstrip("-").isdigit():
+                    rows = current.db.execute(
+                        "SELECT id FROM questions WHERE id = ? AND user_id IS NULL", (int(wanted),)
+                    ).fetchall()
+                found[wanted] = [r[0] for r in rows]
+            missing = [i for i, rows in found.items() if not rows]
+            if missing:
+                raise InputError(
+                    f"not in {directory}: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; nothing was removed"
+                )
+            doomed = np.asarray(sorted(i for rows in found.values() for i in rows), dtype=np.int64)
+            manifest = dict(manifest)
+            if manifest["kind"] == "flat":
+                faiss_index = current.faiss_index
+                faiss_index.remove_ids(doomed)
+            else:
+                all_ids, vectors = current.vectors()
+                keep = ~np.isin(all_ids, doomed)
+                faiss_index = _new_faiss("hnsw", manifest["dimension"], HnswConfig(**manifest["hnsw"]))
+                if keep.any():
+                    faiss_index.add_with_ids(np.ascontiguousarray(vectors[keep]), all_ids[keep])
+            src_meta = directory / _generation_dir(manifest["generation"]) / "meta.db"
+        finally:
+            current.close()
+
+        def write_meta(path: Path) -> None:
+            db = _open_writable_copy(src_meta, path)
+            doomed_list = doomed.tolist()
+            with db.conn:
+                for start in range(0, len(doomed_list), 900):
+                    chunk = doomed_list[start : start + 900]
+                    db["questions"].delete_where(f"id IN ({','.join('?' * len(chunk))})", chunk)
+            db.close()
+
+        manifest.update(
+            generation=manifest["generation"] + 1,
+            count=manifest["count"] - len(doomed),
+            updated=_now(),
+            versions=_versions(),
+        )
+        if faiss_index.ntotal != manifest["count"]:
+            raise IndexStoreError(f"{directory} is inconsistent (FAISS and SQLite disagree); rebuild the index")
+        _publish(directory, manifest, faiss_index, write_meta)
+        return RemoveReport(removed=list(found), count=manifest["count"])
+
+
+def build_demo_index(
+    directory: str | Path, encoder: "Encoder", progress_factory: Callable[[int], "ProgressLike"] | None = None
+) -> AddReport:
+    """Index the demo corpus shipped with dupfinder (real Quora questions) into `directory`."""
+    return add_questions(directory, encoder, questions_from_files([str(DEMO_CORPUS)]), progress_factory=progress_factory)
+
+
+def open_with_model(directory: str | Path, model_dir: str | Path | None = None) -> tuple[QuestionIndex, "Encoder"]:
+    """The index and the model that built it, ready to query."""
+    index = QuestionIndex.open(directory)
+    try:
+        return index, load_index_model(index, model_dir)
+    except BaseException:
+        index.close()
+        raise
+
+
+def encoder_for_writing(directory: str | Path, model_dir: str | Path | None = None) -> "Encoder":
+    """The model to add questions with: the index's own when it exists, else `model_dir` (default model if None)."""
+    from .encode import load_model
+
+    if (Path(directory) / MANIFEST).exists():
+        with QuestionIndex.open(directory) as index:
+            return load_index_model(index, model_dir)
+    return load_model(model_dir)
