@@ -153,9 +153,10 @@ def ranked_relevance(bench: RetrievalBenchmark, top: np.ndarray, k: int = 10) ->
 def evaluate_top(bench: RetrievalBenchmark, top: np.ndarray, k: int = 10) -> dict:
     """P@1, Recall@k, MRR@k, nDCG@k from each query's ranked corpus rows, plus the same on unseen queries."""
     rel = ranked_relevance(bench, top, k)
-    result = ranking_metrics(rel, bench.n_relevant, k)
-    if bench.unseen is not None and bench.unseen.any():
-        result["unseen"] = ranking_metrics(rel[bench.unseen], bench.n_relevant[bench.unseen], k)
+    with np.errstate(divide="ignore"):  # ranking_metrics divides by rank before masking the misses
+        result = ranking_metrics(rel, bench.n_relevant, k)
+        if bench.unseen is not None and bench.unseen.any():
+            result["unseen"] = ranking_metrics(rel[bench.unseen], bench.n_relevant[bench.unseen], k)
     return result
 
 
@@ -187,6 +188,16 @@ def evaluate_encoder(bench: RetrievalBenchmark, encode: Callable[[Sequence[str]]
 def evaluate_ranker(bench: RetrievalBenchmark, rank: Callable[[np.ndarray, int], np.ndarray], k: int = 10) -> dict:
     """Score a ranker: `rank(query_rows, n) -> (q, n)` corpus rows, best first (it may return the query itself)."""
     return evaluate_top(bench, np.asarray(rank(bench.queries, k + 1)), k)
+
+
+def unseen_pair_mask(pairs: Pairs, train: Pairs) -> np.ndarray:
+    """Pairs where neither question occurs in `train`, by qid or by normalized text."""
+    seen_text = {normalize(t) for t in train.questions.values()}
+
+    def seen(q: int) -> bool:
+        return q in train.questions or normalize(pairs.questions[q]) in seen_text
+
+    return np.array([not seen(a) and not seen(b) for a, b in zip(pairs.qid1.tolist(), pairs.qid2.tolist())], dtype=bool)
 
 
 def pair_rows(bench: RetrievalBenchmark, pairs: Pairs) -> tuple[np.ndarray, np.ndarray]:
