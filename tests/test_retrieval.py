@@ -166,3 +166,26 @@ def test_pair_scores_from_corpus_vectors(dev, tiny_model):
     metrics, vectors = evaluate_encoder(bench, encoder.encode)
     assert 0.0 <= metrics["ndcg@10"] <= 1.0
     np.testing.assert_allclose(pair_scores(bench, vectors, dev), score_pairs(encoder, dev), atol=1e-5)
+
+
+def test_tfidf_baseline_matches_brute_force(dev, train):
+    pytest.importorskip("sklearn")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from baselines import Tfidf
+
+    bench = build_benchmark(dev, train, n_distractors=100)
+    tfidf = Tfidf()
+    tfidf.fit(bench.corpus)
+    dense = tfidf.matrix.toarray()
+    cosine = dense[bench.queries] @ dense.T  # (q, n)
+    top = tfidf.rank(bench.queries, 5)
+    # the same scores in the same order as brute force (ids may differ only among ties)
+    np.testing.assert_allclose(np.take_along_axis(cosine, top, 1), -np.sort(-cosine, axis=1)[:, :5], atol=1e-6)
+    assert (top[:, 0] == bench.queries).all()  # each query is its own best match
+    a, b = tfidf.pair_scores(np.array([0, 1]), np.array([1, 5])), cosine[[0, 1], [1, 5]]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(np.take_along_axis(dense[[0]] @ dense.T, tfidf.query(bench.corpus[0], 5)[None], 1),
+                               -np.sort(-(dense[[0]] @ dense.T), axis=1)[:, :5], atol=1e-6)
