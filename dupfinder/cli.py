@@ -300,7 +300,8 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
     The question is encoded with the model that built the index. With no index yet at the
     default place, one is first built from the demo corpus shipped with dupfinder (real Quora
     questions). With --file, writes one JSON object per line: {"id", "text", "hits": [{"id",
-    "text", "score", "duplicate"}, ...]}, best hit first.
+    "text", "score", "duplicate"}, ...]}, best hit first. One QUESTION runs on one thread unless
+    --threads says otherwise.
 
     Example: dupfinder query "How old are you?" -k 5
     """
@@ -311,7 +312,6 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
         raise click.UsageError("give either a QUESTION or --file FILE")
     if question is not None and not question.strip():
         raise click.BadParameter("the question must not be empty", param_hint="QUESTION")
-    set_threads(threads)
     directory = index_dir or default_index_dir()
     if index_dir is None and not os.environ.get("DUPFINDER_INDEX") and not (directory / MANIFEST).exists():
         from .encode import load_model
@@ -320,6 +320,8 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
         report = build_demo_index(directory, load_model(model_dir), progress_factory=encoding_progress("indexing demo"))
         log(report.summary(directory))
     index, encoder = open_with_model(directory, model_dir)
+    # one question gains nothing from more threads and, on a busy machine, loses a lot
+    set_threads(threads or (1 if question is not None else None))
     tau = encoder.threshold if threshold is None else threshold
     with index:
         if query_file is not None:
@@ -411,12 +413,14 @@ def info(index_dir, as_json):
 @click.option("--id-column", default=None, help="Id column of a CSV/TSV (default: id, qid or question_id if present).")
 @click.option("--keep-canonical", is_flag=True, help="Write only the canonical row of each cluster: one question per meaning.")
 @click.option("--no-guard", is_flag=True, help="Plain union-find, which chains A~B~C into one cluster (for comparison).")
+@click.option("--against", "against_dir", type=click.Path(path_type=Path), default=None,
+              help="Also mark rows that duplicate a question already in this index (its id and score); uses the index's model.")
 @click.option("-k", "neighbours", type=click.IntRange(min=1), default=16, show_default=True, help="Nearest neighbours searched per question.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @threads_option
-def dedup(input_file, output, model_dir, threshold, text_column, id_column, keep_canonical, no_guard, neighbours,
-          force, as_json, threads):
+def dedup(input_file, output, model_dir, threshold, text_column, id_column, keep_canonical, no_guard, against_dir,
+          neighbours, force, as_json, threads):
     """Find the duplicates within a file of questions; write every row back with its cluster.
 
     INPUT is read as `index` reads it: a Quora pairs file (its unique questions), a CSV/TSV with a
@@ -425,11 +429,13 @@ def dedup(input_file, output, model_dir, threshold, text_column, id_column, keep
     is_canonical (1/0) and score (cosine with the canonical). Rows with empty text are kept with
     those columns empty. Questions join a cluster only if their cosine with its canonical reaches
     the threshold, so unrelated questions are not chained together through intermediate ones.
+    --against INDEX adds index_match_id and index_match_score: the nearest indexed question when
+    it reaches the threshold, to screen new questions before adding them.
 
     Example: dupfinder dedup questions.csv -o deduped.csv --keep-canonical
     """
     from .data import load_questions
-    from .dedup import DedupConfig, check_columns, check_output, output_rows, summary, write_table
+    from .dedup import DedupConfig, check_columns, check_output, match_labels, output_rows, summary, write_table
     from .dedup import dedup as run_dedup
     from .encode import load_model
     from .progress import Progress
@@ -439,29 +445,46 @@ def dedup(input_file, output, model_dir, threshold, text_column, id_column, keep
     started = time.perf_counter()
     check_output(output, force)
     questions = load_questions(input_file, text_column, id_column)
-    check_columns(questions.header, against=False)
+    check_columns(questions.header, against=against_dir is not None)
     set_threads(threads)
     if threads:
         import faiss
 
         faiss.omp_set_num_threads(threads)
-    encoder = load_model(model_dir)
+    index, labels = None, None
+    if against_dir is not None:
+        from .index import open_with_model
+
+        index, encoder = open_with_model(against_dir, model_dir)
+    else:
+        encoder = load_model(model_dir)
     tau = encoder.threshold if threshold is None else threshold
     config = DedupConfig(threshold=tau, guard=not no_guard, k=neighbours)
-    result = run_dedup(encoder, questions.texts, questions.ok, config,
-                       progress_factory=lambda total, label: Progress(total, label, unit="q"))
-    header, rows = output_rows(questions.header, questions.rows, questions.ids, result, keep_canonical)
+    try:
+        result = run_dedup(encoder, questions.texts, questions.ok, config, against=index,
+                           progress_factory=lambda total, label: Progress(total, label, unit="q"))
+        if index is not None:
+            labels = match_labels(index, result.match)
+    finally:
+        if index is not None:
+            index.close()
+    header, rows = output_rows(questions.header, questions.rows, questions.ids, result, keep_canonical, labels)
     written = write_table(output, header, rows, stdout=sys.stdout)
     info = summary(result, questions.report) | {
         "input": input_file, "output": output, "rows_written": written, "threshold": tau, "guard": not no_guard,
         "model": str(encoder.path), "seconds_total": round(time.perf_counter() - started, 3),
-    }
+    } | ({"against": str(against_dir)} if against_dir is not None else {})
     if as_json:
         click.echo(json.dumps(info), err=output == "-")
         return
-    log(f"read {questions.report.summary()}\n"
-        f"{info['rows_deduplicated']:,} of {info['rows']:,} rows deduplicated: "
-        f"{info['clusters']:,} clusters ({info['clusters_with_duplicates']:,} with duplicates, largest "
-        f"{info['largest_cluster']:,}); {info['duplicate_rows']:,} rows are duplicates\n"
-        f"wrote {written:,} rows to {output} (tau {tau:.4f}, {'guarded' if not no_guard else 'plain union-find'}, "
-        f"{info['seconds_total']:.1f} s)")
+    lines = [
+        f"read {questions.report.summary()}",
+        f"{info['rows_deduplicated']:,} of {info['rows']:,} rows deduplicated: {info['clusters']:,} clusters "
+        f"({info['clusters_with_duplicates']:,} with duplicates, largest {info['largest_cluster']:,}); "
+        f"{info['duplicate_rows']:,} rows are duplicates",
+    ]
+    if against_dir is not None:
+        lines.append(f"{info['rows_matching_index']:,} rows duplicate a question in {against_dir}")
+    lines.append(f"wrote {written:,} rows to {output} (tau {tau:.4f}, {'guarded' if not no_guard else 'plain union-find'}, "
+                 f"{info['seconds_total']:.1f} s)")
+    log("\n".join(lines))

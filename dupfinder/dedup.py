@@ -175,6 +175,9 @@ def cluster_edges(
     members: dict[int, list[int]] = {}  # root -> its vectors, for roots of more than one vector
     floor = tau - CHECK_TOLERANCE
     refused = 0
+    # clusters only grow, so a root with the same size is the same cluster: a refused merge of two
+    # clusters that have not changed since is refused again without recomputing it
+    refused_before: set[tuple[int, int, int, int]] = set()
 
     def find(i: int) -> int:
         root = i
@@ -193,6 +196,10 @@ def cluster_edges(
             ri, rj = rj, ri
         joining = members.get(rj)
         if guard:
+            key = (ri, rj, size[ri], size[rj])
+            if key in refused_before:
+                refused += 1
+                continue
             c = x[canon[ri]]  # (d,)
             if joining is None:
                 ok = float(x[rj] @ c) >= floor
@@ -200,6 +207,7 @@ def cluster_edges(
                 ok = bool((x[joining] @ c >= floor).all())  # (m,)
             if not ok:
                 refused += 1
+                refused_before.add(key)
                 continue
         parent[rj] = ri
         size[ri] += size[rj]
@@ -228,6 +236,12 @@ def cluster_vectors(
     return cluster_edges(x, a, b, s, config.threshold, config.guard, weight, first_row)
 
 
+def match_labels(index, ids: np.ndarray) -> dict[int, str]:
+    """Index id -> the id to show for it: the user's id when the question had one, else the index's own."""
+    rows = index.rows(np.unique(ids[ids >= 0]).tolist())
+    return {i: str(r["user_id"]) if r.get("user_id") not in (None, "") else str(i) for i, r in rows.items()}
+
+
 def match_index(index, x: np.ndarray, tau: float, block_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Nearest question of a `QuestionIndex` for each vector: (id, -1 if below tau or none; score, nan then)."""
     ids = np.full(len(x), -1, dtype=np.int64)
@@ -242,6 +256,77 @@ def match_index(index, x: np.ndarray, tau: float, block_size: int = 8192) -> tup
     return ids, scores
 
 
+@dataclass
+class Encoded:
+    """The distinct questions of a batch, encoded once."""
+
+    n_rows: int  # rows of the input, empty ones included
+    rows: np.ndarray  # (r,) int64 the rows that are deduplicated (non-empty text)
+    group: np.ndarray  # (r,) int64 distinct question of each of those rows
+    first_row: np.ndarray  # (g,) int64 input row of each distinct question (its first occurrence)
+    weight: np.ndarray  # (g,) int64 rows that share each distinct question
+    x: np.ndarray  # (g, d) float32 unit vectors
+    seconds: dict = field(default_factory=dict)
+
+
+def encode_distinct(encoder, texts: Sequence[str], ok: np.ndarray, progress_factory: ProgressFactory | None = None) -> Encoded:
+    """Encode each distinct normalized text of the rows where `ok` once."""
+    t0 = time.perf_counter()
+    rows = np.flatnonzero(ok)
+    group, first = group_identical([texts[i] for i in rows.tolist()], getattr(encoder, "text_config", None))
+    first_row = rows[first]
+    weight = np.bincount(group, minlength=len(first))
+    t1 = time.perf_counter()
+    bar = progress_factory(len(first_row), "encoding") if progress_factory else None
+    x = encoder.encode([texts[i] for i in first_row.tolist()], progress=bar.update if bar else None)  # (g, d)
+    if bar:
+        bar.close()
+    seconds = {"group": t1 - t0, "encode": time.perf_counter() - t1}
+    return Encoded(len(texts), rows, group, first_row, weight, x, seconds)
+
+
+def dedup_encoded(
+    enc: Encoded,
+    config: DedupConfig,
+    against=None,
+    progress_factory: ProgressFactory | None = None,
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> DedupResult:
+    """Search, cluster and map back to rows. `edges` from `neighbour_edges` at a threshold no higher
+    than this one may be passed to reuse one search for several settings (benchmarks)."""
+    timings = dict(enc.seconds)
+    t0 = time.perf_counter()
+    if edges is None:
+        bar = progress_factory(len(enc.first_row), "searching") if progress_factory else None
+        edges = neighbour_edges(enc.x, config.threshold, config, bar.update if bar else None)
+        if bar:
+            bar.close()
+        timings["search"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    clusters = cluster_edges(enc.x, *edges, config.threshold, config.guard, enc.weight, enc.first_row)
+    del edges
+    timings["cluster"] = time.perf_counter() - t0
+
+    result = _rows_from_groups(enc.n_rows, enc.rows, enc.group, enc.first_row, clusters)
+    if against is not None:
+        t0 = time.perf_counter()
+        ids, scores = match_index(against, enc.x, config.threshold, config.block_size)
+        result.match = np.full(enc.n_rows, -1, dtype=np.int64)
+        result.match_score = np.full(enc.n_rows, np.nan, dtype=np.float32)
+        result.match[enc.rows] = ids[enc.group]
+        result.match_score[enc.rows] = scores[enc.group]
+        timings["against"] = time.perf_counter() - t0
+
+    result.stats = {
+        "distinct_texts": len(enc.first_row),
+        "edges": clusters.edges,
+        "merges_refused_by_guard": clusters.merges_refused,
+        "search": _describe_search(len(enc.first_row), config),
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+    return result
+
+
 def dedup(
     encoder,
     texts: Sequence[str],
@@ -254,52 +339,7 @@ def dedup(
 
     `against` is an open `QuestionIndex` to screen the rows against as well.
     """
-    n_rows = len(texts)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    rows = np.flatnonzero(ok)  # (r,) the rows that are deduplicated
-    group, first = group_identical([texts[i] for i in rows.tolist()], getattr(encoder, "text_config", None))
-    first_row = rows[first]  # (g,) input row of each distinct question
-    weight = np.bincount(group, minlength=len(first))  # (g,)
-    timings["group"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    bar = progress_factory(len(first_row), "encoding") if progress_factory else None
-    x = encoder.encode([texts[i] for i in first_row.tolist()], progress=bar.update if bar else None)  # (g, d)
-    if bar:
-        bar.close()
-    timings["encode"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    bar = progress_factory(len(first_row), "searching") if progress_factory else None
-    a, b, s = neighbour_edges(x, config.threshold, config, bar.update if bar else None)
-    if bar:
-        bar.close()
-    timings["search"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    clusters = cluster_edges(x, a, b, s, config.threshold, config.guard, weight, first_row)
-    del a, b, s
-    timings["cluster"] = time.perf_counter() - t0
-
-    result = _rows_from_groups(n_rows, rows, group, first_row, clusters)
-    if against is not None:
-        t0 = time.perf_counter()
-        ids, scores = match_index(against, x, config.threshold, config.block_size)
-        result.match = np.full(n_rows, -1, dtype=np.int64)
-        result.match_score = np.full(n_rows, np.nan, dtype=np.float32)
-        result.match[rows] = ids[group]
-        result.match_score[rows] = scores[group]
-        timings["against"] = time.perf_counter() - t0
-
-    result.stats = {
-        "distinct_texts": len(first_row),
-        "edges": clusters.edges,
-        "merges_refused_by_guard": clusters.merges_refused,
-        "search": _describe_search(len(first_row), config),
-        "seconds": {k: round(v, 3) for k, v in timings.items()},
-    }
-    return result
+    return dedup_encoded(encode_distinct(encoder, texts, ok, progress_factory), config, against, progress_factory)
 
 
 def _describe_search(n: int, config: DedupConfig) -> str:

@@ -332,3 +332,38 @@ def test_output_rows_label_canonicals_by_id_or_row_number():
     result = dedup(PlantedEncoder(), ["a", "b", "d"], np.ones(3, bool), DedupConfig(threshold=0.8))
     header, rows = output_rows(["question"], [["a"], ["b"], ["d"]], [None, "B7", None], result)
     assert list(rows) == [["a", "0", "1", "1", "1.0000"], ["b", "0", "1", "0", "0.9000"], ["d", "1", "3", "1", "1.0000"]]
+
+
+def test_cli_against_index_marks_rows_already_indexed(tmp_path, tiny_model):
+    indexed = tmp_path / "indexed.csv"
+    indexed.write_text("id,question\nk1,How old are you?\nk2,What is the capital of France?\n,Why is the sky blue?\n")
+    idx = tmp_path / "idx"
+    r = run("index", indexed, "--index", idx, "--model", tiny_model)
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "out.csv"
+    r = run("dedup", questions_file(tmp_path), "-o", out, "--against", idx, "--threshold", "0.9999", "--json")
+    assert r.exit_code == 0, r.output
+    rows = read_csv(out.read_text())
+    assert rows[0][-2:] == ["index_match_id", "index_match_score"]
+    by_id = {row[0]: row for row in rows[1:]}
+    assert by_id["q7"][-2:] == ["k1", "1.0000"] and by_id["q4"][-2:] == ["k1", "1.0000"]
+    assert by_id["q2"][-2:] == ["k2", "1.0000"]
+    assert by_id["q9"][-2:] == ["", ""] and by_id["q1"][-2:] == ["", ""]
+    assert json.loads(r.stdout)["rows_matching_index"] == 3
+
+    r = run("dedup", "-", "-o", out, "--force", "--against", idx, input="Why is the sky blue?\nHow?\n")
+    assert r.exit_code == 0, r.output
+    assert [row[-2] for row in read_csv(out.read_text())[1:]][0] != ""  # no user id: the index's own id
+    assert "rows duplicate a question in" in r.stderr
+
+
+def test_cli_against_errors(tmp_path, tiny_model):
+    out = tmp_path / "out.csv"
+    r = run("dedup", questions_file(tmp_path), "-o", out, "--against", tmp_path / "noindex")
+    assert r.exit_code == 1
+    assert r.output.strip() == f"Error: no index at {tmp_path / 'noindex'}; build one with: dupfinder index FILE --index {tmp_path / 'noindex'}"
+    src = tmp_path / "clash.csv"
+    src.write_text("question,index_match_id\nWhy?,1\n")
+    r = run("dedup", src, "-o", out, "--against", tmp_path / "noindex")
+    assert r.exit_code == 1 and r.output.startswith("Error: the input already has column(s) index_match_id")
+    assert not out.exists()

@@ -237,7 +237,7 @@ def test_killed_index_leaves_the_previous_index(tmp_path, tiny_model):
     ix = tmp_path / "ix"
     first, second = tmp_path / "first.txt", tmp_path / "second.txt"
     write_questions(first, 50, seed=1)
-    write_questions(second, 30000, seed=2)
+    write_questions(second, 12000, seed=2)
     p = run_index([str(first), "--index", str(ix), "--model", str(tiny_model), "--threads", "1"])
     assert p.wait(timeout=120) == 0, p.stderr.read()
     before = (ix / MANIFEST).read_bytes()
@@ -266,7 +266,7 @@ def test_killed_index_leaves_the_previous_index(tmp_path, tiny_model):
     # the next run cleans up after the killed ones and appends
     p = run_index([str(second), "--index", str(ix), "--model", str(tiny_model), "--threads", "1"])
     assert p.wait(timeout=120) == 0, p.stderr.read()
-    assert state(ix) == (30050, 30050, 30050)
+    assert state(ix) == (12050, 12050, 12050)
     assert not [n for n in os.listdir(ix) if n.startswith(".tmp-")]
 
 
