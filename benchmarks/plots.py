@@ -94,4 +94,9 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from dupfinder.errors import DupfinderError
+
+    try:
+        main()
+    except DupfinderError as e:
+        sys.exit(f"Error: {e}")

@@ -402,4 +402,9 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from dupfinder.errors import DupfinderError
+
+    try:
+        main()
+    except DupfinderError as e:
+        sys.exit(f"Error: {e}")
