@@ -113,6 +113,28 @@ def _check_model(manifest: dict, encoder: "Encoder", directory: Path) -> None:
         )
 
 
+def _open_generation(gen: Path) -> tuple[object, sqlite3.Connection, int]:
+    """The FAISS index, a read-only SQLite connection and its row count, of one generation folder."""
+    import faiss
+
+    faiss_path, meta_path = gen / "vectors.faiss", gen / "meta.db"
+    if not (faiss_path.is_file() and meta_path.is_file()):
+        raise IndexStoreError(f"{gen.parent} is damaged: {gen.name} is missing files; rebuild the index")
+    try:
+        # immutable: published generations never change, so no locks and no journal
+        db = sqlite3.connect(f"file:{meta_path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        n_rows = db.execute("SELECT count(*) FROM questions").fetchone()[0]
+    except sqlite3.Error as e:
+        raise IndexStoreError(f"{meta_path} is corrupt ({e}); rebuild the index") from None
+    try:
+        index = faiss.read_index(str(faiss_path))
+    except RuntimeError as e:
+        db.close()
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise IndexStoreError(f"{faiss_path} is corrupt ({first}); rebuild the index") from None
+    return index, db, n_rows
+
+
 class QuestionIndex:
     """A read-only view of one generation of an index: FAISS vectors and their SQLite rows.
 
@@ -133,29 +155,16 @@ class QuestionIndex:
         import faiss
 
         directory = Path(directory)
-        # a writer may publish a new generation and delete an old one between our reading the
+        # a writer may publish two generations (and delete the older) between our reading the
         # manifest and opening its files: then the manifest has changed, and we read it again
         for attempt in range(5):
             manifest = read_manifest(directory)
-            gen = directory / _generation_dir(manifest["generation"])
-            faiss_path, meta_path = gen / "vectors.faiss", gen / "meta.db"
-            if not (faiss_path.is_file() and meta_path.is_file()):
-                if read_manifest(directory)["generation"] != manifest["generation"] and attempt < 4:
-                    continue
-                raise IndexStoreError(f"{directory} is damaged: {gen.name} is missing files; rebuild the index")
             try:
-                # immutable: published generations never change, so no locks and no journal
-                db = sqlite3.connect(f"file:{meta_path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-                n_rows = db.execute("SELECT count(*) FROM questions").fetchone()[0]
-            except sqlite3.Error as e:
-                raise IndexStoreError(f"{meta_path} is corrupt ({e}); rebuild the index") from None
-            try:
-                index = faiss.read_index(str(faiss_path))
-            except RuntimeError as e:
-                db.close()
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise IndexStoreError(f"{faiss_path} is corrupt ({first}); rebuild the index") from None
-            break
+                index, db, n_rows = _open_generation(directory / _generation_dir(manifest["generation"]))
+                break
+            except IndexStoreError:
+                if attempt == 4 or read_manifest(directory)["generation"] == manifest["generation"]:
+                    raise
         if index.ntotal != manifest["count"] or n_rows != manifest["count"] or index.d != manifest["dimension"]:
             db.close()
             raise IndexStoreError(
@@ -165,7 +174,11 @@ class QuestionIndex:
         if manifest["kind"] == "hnsw":
             faiss.downcast_index(index.index).hnsw.efSearch = manifest["hnsw"]["ef_search"]
         if encoder is not None:
-            _check_model(manifest, encoder, directory)
+            try:
+                _check_model(manifest, encoder, directory)
+            except IndexStoreError:
+                db.close()
+                raise
         return cls(directory, manifest, index, db)
 
     @property
@@ -294,6 +307,20 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    """artifacts.write_atomic without its module's torch import (seconds, for `remove` and `index` errors)."""
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _collect_garbage(directory: Path, current: int | None) -> None:
     """Remove temp folders of killed writers and generations older than the previous one.
 
@@ -301,7 +328,7 @@ def _collect_garbage(directory: Path, current: int | None) -> None:
     """
     for p in directory.iterdir():
         if p.name.startswith(".tmp-"):
-            shutil.rmtree(p, ignore_errors=True)
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         elif p.name.startswith("gen-") and p.is_dir():
             try:
                 n = int(p.name[4:])
@@ -327,8 +354,6 @@ def _publish(directory: Path, manifest: dict, faiss_index, write_meta: Callable[
     """Write generation manifest['generation'] in a temp folder, rename it into place, then swap the manifest."""
     import faiss
 
-    from .artifacts import write_atomic
-
     gen_name = _generation_dir(manifest["generation"])
     tmp = directory / f".tmp-{gen_name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -345,7 +370,7 @@ def _publish(directory: Path, manifest: dict, faiss_index, write_meta: Callable[
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync(directory)
-    write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())  # the commit point
+    _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())  # the commit point
     _fsync(directory)
     _collect_garbage(directory, manifest["generation"])
     return manifest
@@ -503,13 +528,11 @@ def add_questions(
 
         def write_meta(path: Path) -> None:
             db = _open_writable_copy(src_meta, path)
-            db["questions"].insert_all(
-                (
-                    {"id": int(i), "user_id": q.user_id, "text": q.text, "text_hash": h, "source": q.source, "added": added_at}
-                    for i, (q, h) in zip(ids.tolist(), fresh)
-                ),
-                batch_size=2000,
-            )
+            with db.conn:  # plain executemany: sqlite-utils' insert_all spends 35 us a row building dicts and SQL
+                db.conn.executemany(
+                    f"INSERT INTO questions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                    ((i, q.user_id, q.text, h, q.source, added_at) for i, (q, h) in zip(ids.tolist(), fresh)),
+                )
             db.close()
 
         manifest.update(
