@@ -1,7 +1,10 @@
-"""Batch dedup: encode once, blockwise self-kNN in FAISS, union-find over edges at or above tau with a
-guard against chaining, and the output table (every input row, in input order, with its cluster).
+"""Batch dedup: encode once, memory-bounded self-kNN in FAISS, union-find over edges at or above tau
+with a guard against chaining, and the output table (every input row, in input order, with its cluster).
 
-Vectors are unit norm, so inner product is cosine everywhere here.
+Vectors are unit norm, so inner product is cosine everywhere here. The k nearest neighbours of every
+question are found exactly (flat index, block by block) up to 50,000 distinct questions, and above
+that by a partitioned search: spherical k-means lists, each question compared with the questions of
+its nprobe nearest lists, one matrix product per list.
 
 The anti-chaining rule (on by default; `guard=False` gives plain union-find):
   Edges (question pairs whose cosine is at least tau and where one is among the other's k nearest
@@ -48,9 +51,9 @@ class DedupConfig:
     k: int = 16  # neighbours searched per question: bounds the edges (and their memory) to n * k
     block_size: int = 8192  # questions per FAISS search call: bounds the result buffers to block_size * (k + 1)
     exact_below: int = 50_000  # exact (flat) search up to this many distinct questions, IVF above
-    nlist: int | None = None  # IVF lists; None: 4 * sqrt(n), the usual FAISS rule of thumb
-    nprobe: int = 16  # IVF lists visited per query: recall of the near neighbours against speed
-    seed: int = 0  # draws the IVF training sample
+    nlist: int | None = None  # lists of the partitioned search; None: sqrt(n * nprobe)
+    nprobe: int = 8  # lists each question is compared with: recall of the near neighbours against speed
+    seed: int = 0  # draws the k-means sample
 
 
 @dataclass
@@ -92,25 +95,80 @@ def group_identical(texts: Sequence[str], text_config: TextConfig | None = None)
     return group, first
 
 
-def build_search_index(x: np.ndarray, config: DedupConfig):
-    """A FAISS inner-product index over x: exact up to `exact_below` vectors, IVF-Flat above."""
+def ivf_params(n: int, config: DedupConfig) -> tuple[int, int]:
+    """(nlist, nprobe) for n vectors. nlist = sqrt(n * nprobe) balances the cost of assigning every
+    vector to its lists (n * nlist) against that of comparing each with its probed lists (n * nprobe * n / nlist)."""
+    nlist = config.nlist or int(math.sqrt(n * config.nprobe))
+    nlist = max(1, min(nlist, n // 16))
+    return nlist, min(config.nprobe, nlist)
+
+
+def knn_exact(x: np.ndarray, k: int, block_size: int, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product of every row of x among all rows: scores (n, k) float32, ids (n, k) int64."""
+    import faiss
+
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    scores = np.empty((len(x), k), np.float32)
+    ids = np.empty((len(x), k), np.int64)
+    for start in range(0, len(x), block_size):
+        sl = slice(start, start + block_size)
+        scores[sl], ids[sl] = index.search(x[sl], k)  # (bs, k), (bs, k)
+        if progress is not None:
+            progress(len(x[sl]))
+    return scores, ids
+
+
+def knn_partitioned(x: np.ndarray, k: int, config: DedupConfig, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-k of every row of x among all rows, IVF style but one matrix product per list.
+
+    Spherical k-means splits the vectors into nlist lists (each vector in the list of its nearest
+    centroid); each vector is compared with the vectors of its nprobe nearest lists. Instead of
+    scanning lists query by query (FAISS IVF, memory bound), all queries that probe a list are
+    compared with it at once (BLAS), and a running top-k per vector keeps memory at n * k.
+    With nprobe = nlist it is exact. Returns scores (n, k) float32 and ids (n, k) int64 (-1: none).
+    """
     import faiss
 
     n, d = x.shape
-    if n <= config.exact_below:
-        index = faiss.IndexFlatIP(d)
-        index.add(x)
-        return index
-    # at least 39 training points per list, or k-means is poor (and FAISS says so on stderr)
-    nlist = max(1, min(config.nlist or int(4 * math.sqrt(n)), n // 39))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    nlist, nprobe = ivf_params(n, config)
     rng = np.random.default_rng(config.seed)
-    sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
-    index.cp.min_points_per_centroid = 1  # the sample is already the right size; no subsampling warning
-    index.train(x[sample])
-    index.add(x)
-    index.nprobe = min(config.nprobe, nlist)
-    return index
+    sample = x[np.sort(rng.choice(n, size=min(n, 16 * nlist), replace=False))]
+    kmeans = faiss.Kmeans(d, nlist, niter=8, seed=config.seed, spherical=True,
+                          min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+    kmeans.train(sample)
+    probes = np.empty((n, nprobe), np.int64)
+    for start in range(0, n, config.block_size):  # blockwise: the (block, nlist) products stay small
+        _, probes[start : start + config.block_size] = faiss.knn(
+            x[start : start + config.block_size], kmeans.centroids, nprobe, metric=faiss.METRIC_INNER_PRODUCT)
+    primary = probes[:, 0]  # the list each vector is stored in
+    stored = np.argsort(primary, kind="stable")
+    stored_at = np.searchsorted(primary[stored], np.arange(nlist + 1))
+    probed = probes.ravel()
+    asking = np.argsort(probed, kind="stable")
+    asking_at = np.searchsorted(probed[asking], np.arange(nlist + 1))
+    asking //= nprobe  # position in probes -> the vector that probes
+    del probes, probed
+
+    best_s = np.full((n, k), -np.inf, np.float32)
+    best_i = np.full((n, k), -1, np.int64)
+    done = 0
+    for c in range(nlist):
+        members = stored[stored_at[c] : stored_at[c + 1]]  # (m,)
+        queries = asking[asking_at[c] : asking_at[c + 1]]  # (q,) distinct vectors
+        if len(members) and len(queries):
+            kk = min(k, len(members))
+            s, i = faiss.knn(x[queries], x[members], kk, metric=faiss.METRIC_INNER_PRODUCT)  # (q, kk), (q, kk)
+            cand_s = np.concatenate([best_s[queries], s], 1)  # (q, k + kk)
+            cand_i = np.concatenate([best_i[queries], members[i]], 1)
+            top = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]  # (q, k)
+            best_s[queries] = np.take_along_axis(cand_s, top, 1)
+            best_i[queries] = np.take_along_axis(cand_i, top, 1)
+        if progress is not None:
+            now = int(asking_at[c + 1]) // nprobe
+            progress(now - done)
+            done = now
+    return best_s, best_i
 
 
 def neighbour_edges(
@@ -118,34 +176,35 @@ def neighbour_edges(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (a < b) of rows of x with cosine >= min_score where one is among the other's k nearest.
 
-    Searched block by block, so memory is the index plus block_size * (k + 1) results plus the edges.
-    Returns (a, b, score), each (e,), a pair listed once.
+    Exact search up to `exact_below` rows, partitioned (IVF-like) above. Memory is x, its copy in
+    the search structure, the (n, k + 1) top-k arrays and the edges. Returns (a, b, score), each
+    (e,), a pair listed once.
     """
     n = len(x)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     if n < 2:
         return empty
-    index = build_search_index(x, config)
     k = min(config.k + 1, n)  # +1: a question finds itself
-    parts_a, parts_b, parts_s = [], [], []
-    for start in range(0, n, config.block_size):
-        block = x[start : start + config.block_size]  # (bs, d)
-        scores, ids = index.search(block, k)  # (bs, k), (bs, k)
-        rows = np.arange(start, start + len(block), dtype=np.int64)[:, None]  # (bs, 1)
-        keep = (scores >= min_score) & (ids >= 0) & (ids != rows)
-        a = np.broadcast_to(rows, ids.shape)[keep]
-        b = ids[keep]
-        parts_a.append(np.minimum(a, b))
-        parts_b.append(np.maximum(a, b))
-        parts_s.append(scores[keep])
-        if progress is not None:
-            progress(len(block))
-    a, b, s = np.concatenate(parts_a), np.concatenate(parts_b), np.concatenate(parts_s)
-    if not len(a):
-        return empty
+    if n <= config.exact_below:
+        scores, ids = knn_exact(x, k, config.block_size, progress)
+    else:
+        scores, ids = knn_partitioned(x, k, config, progress)
+    return edges_from_knn(scores, ids, min_score)
+
+
+def edges_from_knn(scores: np.ndarray, ids: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k results of every row against all rows (n, k) -> pairs (a < b) with score >= min_score, each once."""
+    n = len(scores)
+    rows = np.arange(n, dtype=np.int64)[:, None]  # (n, 1)
+    keep = (scores >= min_score) & (ids >= 0) & (ids != rows)
+    a = np.broadcast_to(rows, ids.shape)[keep]
+    b = ids[keep]
+    s = scores[keep]
+    del keep
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
     # a pair found from both ends is kept once
-    _, first = np.unique(a * n + b, return_index=True)
-    return a[first], b[first], s[first]
+    _, first = np.unique(lo * n + hi, return_index=True)
+    return lo[first], hi[first], s[first]
 
 
 def cluster_edges(
@@ -345,8 +404,8 @@ def dedup(
 def _describe_search(n: int, config: DedupConfig) -> str:
     if n <= config.exact_below:
         return f"exact, k={config.k}"
-    nlist = max(1, min(config.nlist or int(4 * math.sqrt(n)), n // 39))
-    return f"IVF-Flat nlist={nlist} nprobe={min(config.nprobe, nlist)}, k={config.k}"
+    nlist, nprobe = ivf_params(n, config)
+    return f"partitioned nlist={nlist} nprobe={nprobe}, k={config.k}"
 
 
 def _rows_from_groups(n_rows: int, rows: np.ndarray, group: np.ndarray, first_row: np.ndarray, clusters: Clusters) -> DedupResult:

@@ -12,8 +12,29 @@ import pytest
 from click.testing import CliRunner
 
 from dupfinder.cli import cli
-from dupfinder.dedup import DedupConfig, cluster_vectors, dedup, group_identical, output_rows, write_table
+from dupfinder.dedup import (
+    DedupConfig,
+    cluster_vectors,
+    dedup,
+    group_identical,
+    knn_exact,
+    knn_partitioned,
+    neighbour_edges,
+    output_rows,
+    write_table,
+)
 from dupfinder.errors import DupfinderError
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread():
+    """Small searches on a busy machine are many times slower with OpenMP threads waiting on each other."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
 
 
 def run(*args, input=None):
@@ -97,13 +118,25 @@ def test_guard_keeps_members_within_tau_of_their_canonical_and_splits_chains():
     assert all(c <= plain_of[next(iter(c))] for c in partition(guarded.canonical))
 
 
-def test_ivf_search_with_every_list_probed_is_exact():
+def test_partitioned_search_with_every_list_probed_is_exact():
     x, tau = planted(n=400, seed=3), 0.75
     exact = cluster_vectors(x, DedupConfig(threshold=tau, k=12))
-    ivf = cluster_vectors(x, DedupConfig(threshold=tau, k=12, exact_below=0, nlist=5, nprobe=5, block_size=33))
-    np.testing.assert_array_equal(ivf.canonical, exact.canonical)
-    approx = cluster_vectors(x, DedupConfig(threshold=tau, k=12, exact_below=0, nlist=5, nprobe=1))
-    assert len(approx.canonical) == len(x)
+    full = cluster_vectors(x, DedupConfig(threshold=tau, k=12, exact_below=0, nlist=5, nprobe=5, block_size=33))
+    np.testing.assert_array_equal(full.canonical, exact.canonical)
+    s1, i1 = knn_exact(x, 13, block_size=50)
+    s2, i2 = knn_partitioned(x, 13, DedupConfig(threshold=tau, exact_below=0, nlist=7, nprobe=7, block_size=61))
+    np.testing.assert_allclose(np.sort(s2, 1), np.sort(s1, 1), atol=1e-5)
+
+
+def test_partitioned_search_with_few_probes_finds_most_near_neighbours():
+    x, tau = planted(n=2000, d=16, n_centers=100, seed=5), 0.8
+    config = DedupConfig(threshold=tau, k=8, exact_below=0, nprobe=2)
+    a1, b1, _ = neighbour_edges(x, tau, DedupConfig(threshold=tau, k=8))
+    a2, b2, s2 = neighbour_edges(x, tau, config)
+    exact, approx = set(zip(a1.tolist(), b1.tolist())), set(zip(a2.tolist(), b2.tolist()))
+    assert len(exact & approx) >= 0.9 * len(exact)
+    np.testing.assert_allclose(s2, np.einsum("ij,ij->i", x[a2], x[b2]), atol=1e-5)  # scores are true cosines
+    assert (s2 >= tau).all() and (a2 < b2).all()
 
 
 def test_small_k_gives_clusters_inside_the_all_pairs_components():
