@@ -405,7 +405,7 @@ def info(index_dir, as_json):
 
 
 @cli.command()
-@click.argument("input_file", type=str)
+@click.argument("input_file", metavar="INPUT", type=str)
 @click.option("-o", "--output", required=True, type=str, help="CSV file to write (.tsv: tab-separated, .gz: compressed, -: stdout).")
 @model_option
 @threshold_option

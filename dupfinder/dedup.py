@@ -246,32 +246,34 @@ def cluster_edges(
             parent[i], i = root, parent[i]
         return root
 
-    for i, j in zip(a[order].tolist(), b[order].tolist()):
-        ri, rj = find(i), find(j)
-        if ri == rj:
-            continue
-        # ri keeps its canonical, rj joins it
-        if (size[rj], -first[canon[rj]]) > (size[ri], -first[canon[ri]]):
-            ri, rj = rj, ri
-        joining = members.get(rj)
-        if guard:
-            key = (ri, rj, size[ri], size[rj])
-            if key in refused_before:
-                refused += 1
+    for start in range(0, len(order), 1 << 16):  # in chunks: a Python list of every edge is large
+        chunk = order[start : start + (1 << 16)]
+        for i, j in zip(a[chunk].tolist(), b[chunk].tolist()):
+            ri, rj = find(i), find(j)
+            if ri == rj:
                 continue
-            c = x[canon[ri]]  # (d,)
-            if joining is None:
-                ok = float(x[rj] @ c) >= floor
-            else:
-                ok = bool((x[joining] @ c >= floor).all())  # (m,)
-            if not ok:
-                refused += 1
-                refused_before.add(key)
-                continue
-        parent[rj] = ri
-        size[ri] += size[rj]
-        members.setdefault(ri, [ri]).extend(joining if joining is not None else [rj])
-        members.pop(rj, None)
+            # ri keeps its canonical, rj joins it
+            if (size[rj], -first[canon[rj]]) > (size[ri], -first[canon[ri]]):
+                ri, rj = rj, ri
+            joining = members.get(rj)
+            if guard:
+                key = (ri, rj, size[ri], size[rj])
+                if key in refused_before:
+                    refused += 1
+                    continue
+                c = x[canon[ri]]  # (d,)
+                if joining is None:
+                    ok = float(x[rj] @ c) >= floor
+                else:
+                    ok = bool((x[joining] @ c >= floor).all())  # (m,)
+                if not ok:
+                    refused += 1
+                    refused_before.add(key)
+                    continue
+            parent[rj] = ri
+            size[ri] += size[rj]
+            members.setdefault(ri, [ri]).extend(joining if joining is not None else [rj])
+            members.pop(rj, None)
 
     canonical = np.fromiter((canon[find(i)] for i in range(n)), dtype=np.int64, count=n)
     score = np.empty(n, dtype=np.float32)
