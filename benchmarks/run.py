@@ -340,6 +340,7 @@ def main(argv=None) -> dict:
     from common import environment, print_environment
 
     from dupfinder import load_model
+    from dupfinder.artifacts import write_atomic
     from dupfinder.data import load_pairs
     from dupfinder.retrieval import build_benchmark, unseen_pair_mask
 
@@ -370,8 +371,22 @@ def main(argv=None) -> dict:
     rng = np.random.default_rng(args.seed)
     latency_texts = [bench.corpus[i] for i in rng.choice(len(bench.corpus), size=min(args.latency_queries, len(bench.corpus)), replace=False).tolist()]
 
-    results = {**env, "args": vars(args), "benchmark": summary, "dev_pairs": len(dev), "systems": {}}
+    results = {**env, "args": vars(args), "benchmark": summary, "dev_pairs": len(dev), "systems": {}, "complete": False}
     systems = results["systems"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = out / f"bench-{'quick' if args.quick else f'n{args.distractors}'}-{stamp}.json"
+
+    def save(stage: str) -> None:
+        """Write what is measured so far, so an interrupted run still leaves its finished stages."""
+        results["seconds"] = time.perf_counter() - t_run
+        write_atomic(path, json.dumps(results, indent=2, default=float).encode())
+        r = systems.get(stage, {})
+        if "retrieval" in r:
+            m = r["retrieval"]
+            log(f"{stage}: nDCG@10 {m['ndcg@10']:.4f}, P@1 {m['p@1']:.4f}, encode {r['speed']['encode_qps']:,.0f} q/s; saved to {path}")
+
     vectors, measured = run_dense("dupfinder", encoder.encode, bench, dev, unseen, encoder.threshold, latency_texts)
     systems["dupfinder"] = {
         "version": f"dupfinder {env['versions']['dupfinder']}",
@@ -379,12 +394,14 @@ def main(argv=None) -> dict:
         **measured,
         "peak_rss_mb": peak_rss_mb(),
     }
+    save("dupfinder")
     if args.no_index:
         product = {"skipped": "--no-index: index and dedup rows left out"}
     else:
         product = run_product(encoder, bench, vectors, latency_texts)
     del vectors
     results["dupfinder_index_and_dedup"] = product
+    save("index")
 
     notes = []
     if args.no_baselines:
@@ -396,6 +413,7 @@ def main(argv=None) -> dict:
             systems["TF-IDF"] = {**run_tfidf(bench, dev, unseen, latency_texts), "peak_rss_mb": peak_rss_mb()}
         except Missing as e:
             systems["TF-IDF"] = {"skipped": str(e)}
+        save("TF-IDF")
         try:
             start = time.perf_counter()
             minilm = MiniLM()
@@ -411,11 +429,13 @@ def main(argv=None) -> dict:
             env["versions"]["sentence-transformers"] = minilm.version
         except Missing as e:
             systems["all-MiniLM-L6-v2"] = {"skipped": str(e)}
+        save("all-MiniLM-L6-v2")
         if "version" in systems.get("TF-IDF", {}):
             env["versions"]["TF-IDF"] = systems["TF-IDF"]["version"]
         notes += [f"{name} skipped: {r['skipped']}" for name, r in systems.items() if "skipped" in r]
     results["notes"] = notes
-    results["seconds"] = time.perf_counter() - t_run
+    results["complete"] = True
+    save("all")
 
     print()
     print(table(results))
@@ -426,11 +446,6 @@ def main(argv=None) -> dict:
     print()
     for line in product_lines(product) + [""] + notes + target_lines(results):
         print(line)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path = out / f"bench-{'quick' if args.quick else f'n{args.distractors}'}-{stamp}.json"
-    path.write_text(json.dumps(results, indent=2, default=float))
     print(f"\nwrote {path}")
     return results
 
