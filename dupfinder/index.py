@@ -284,15 +284,13 @@ def load_index_model(index: QuestionIndex, model_dir: str | Path | None = None) 
 
 @contextlib.contextmanager
 def writer_lock(directory: Path) -> Iterator[None]:
-    """One writer at a time per index (readers take no lock: they read immutable generations)."""
+    """One writer at a time per index; the next one waits (readers take no lock: they read
+    immutable generations). The kernel drops the lock of a killed writer, so none goes stale."""
     import fcntl
 
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / LOCK, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexStoreError(f"another dupfinder process is writing to {directory}; wait for it to finish") from None
+        fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -278,3 +278,27 @@ def test_sqlite_rows_match_faiss_ids(tmp_path):
         gen = tmp_path / "ix" / f"gen-{idx.manifest['generation']}" / "meta.db"
     sql_ids = [r[0] for r in sqlite3.connect(gen).execute("SELECT id FROM questions ORDER BY id")]
     assert sorted(faiss_ids.tolist()) == sql_ids == [1, 2, 3, 4]
+
+
+def test_concurrent_writers_wait_for_each_other(tmp_path):
+    import threading
+
+    enc = FakeEncoder()
+    ix = tmp_path / "ix"
+    add_questions(ix, enc, QUESTIONS)
+    errors = []
+
+    def append(w: int) -> None:
+        try:
+            for r in range(5):
+                add_questions(ix, enc, [Question(f"w{w}-{r}-{i}", f"writer {w} round {r} question {i}") for i in range(20)])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert state(ix) == (5 + 2 * 5 * 20,) * 3
