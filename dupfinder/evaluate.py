@@ -81,7 +81,8 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, target_precision: float = 
     """The tau that maximizes (balanced) accuracy, and the lowest tau reaching `target_precision`."""
     sweep = threshold_sweep(scores, labels, balanced=balanced)
     best = int(np.argmax(sweep["accuracy"]))
-    reach = np.flatnonzero(threshold_sweep(scores, labels)["precision"] >= target_precision)
+    # cut 0 predicts no duplicate at all: its precision is vacuous, so it never counts as reaching
+    reach = np.flatnonzero(threshold_sweep(scores, labels)["precision"][1:] >= target_precision) + 1
     # the most permissive cut (most recall) that still reaches the precision target
     tau_p = float(sweep["threshold"][reach.max()]) if len(reach) else None
     return {
@@ -98,7 +99,7 @@ def ranking_metrics(ranked_relevance: np.ndarray, n_relevant: np.ndarray, k: int
     rel = np.asarray(ranked_relevance, dtype=np.float64)[:, :k]
     n_rel = np.maximum(np.asarray(n_relevant, dtype=np.float64), 1)
     first = np.where(rel.any(1), rel.argmax(1), -1)
-    mrr = np.where(first >= 0, 1.0 / (first + 1), 0.0)
+    mrr = np.where(first >= 0, 1.0 / np.maximum(first + 1, 1), 0.0)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (rel * discounts).sum(1)
     ideal = np.array([discounts[: int(min(n, k))].sum() for n in n_rel])
