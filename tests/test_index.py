@@ -302,3 +302,16 @@ def test_concurrent_writers_wait_for_each_other(tmp_path):
         t.join()
     assert not errors
     assert state(ix) == (5 + 2 * 5 * 20,) * 3
+
+
+def test_mapped_and_read_indexes_search_alike(tmp_path):
+    enc = FakeEncoder()
+    add_questions(tmp_path / "ix", enc, [Question(str(i), f"question {i}") for i in range(200)])
+    queries = enc.encode(["question 7", "question 150", "unrelated"])
+    with QuestionIndex.open(tmp_path / "ix") as mapped, QuestionIndex.open(tmp_path / "ix", mmap=False) as read:
+        a, b = mapped.search(queries, 5), read.search(queries, 5)
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[0], b[0])
+        add_questions(tmp_path / "ix", enc, [Question("new", "a new one")])  # a writer while a mapped reader is open
+        assert mapped.search(queries, 5)[1].tolist() == a[1].tolist()
+    assert state(tmp_path / "ix") == (201, 201, 201)
