@@ -13,13 +13,14 @@ import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import ModelError
-from .model import ModelConfig, SiameseEncoder
 from .text import TextConfig, Vocab
+
+if TYPE_CHECKING:  # torch is imported where weights are touched: index and CLI errors stay fast
+    from .model import SiameseEncoder
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "vocab.json", "weights.pt", "manifest.json")
@@ -44,6 +45,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def library_versions() -> dict:
     import numpy
+    import torch
 
     return {
         "dupfinder": __version__,
@@ -89,11 +91,13 @@ def save_model(
     half: bool = True,
 ) -> dict:
     """Write a model directory; each file atomically, the manifest last (it is the commit point)."""
+    import io
+
+    import torch
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in network.state_dict().items()}
-    import io
-
     buf = io.BytesIO()
     torch.save(state, buf)
     weights = buf.getvalue()
@@ -127,6 +131,10 @@ def read_json(path: Path) -> dict | list:
 
 def load_model_dir(directory: str | Path | None = None) -> LoadedModel:
     """Read a model directory written by `save_model` (the shipped default when None)."""
+    import torch
+
+    from .model import ModelConfig, SiameseEncoder
+
     path = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
     if not path.is_dir():
         if directory is None:

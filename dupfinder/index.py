@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from .artifacts import write_atomic
 from .errors import IndexStoreError, InputError
 from .text import normalize
 
@@ -312,20 +313,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """artifacts.write_atomic without its module's torch import (seconds, for `remove` and `index` errors)."""
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _collect_garbage(directory: Path, current: int | None) -> None:
     """Remove temp folders of killed writers and generations older than the previous one.
 
@@ -375,7 +362,7 @@ def _publish(directory: Path, manifest: dict, faiss_index, write_meta: Callable[
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync(directory)
-    _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())  # the commit point
+    write_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())  # the commit point
     _fsync(directory)
     _collect_garbage(directory, manifest["generation"])
     return manifest
