@@ -1,0 +1,36 @@
+"""The model shipped in the package: present, small, loadable with no path, and sensible."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import dupfinder
+from dupfinder.artifacts import DEFAULT_MODEL_DIR
+
+
+def test_shipped_model_is_small_and_fp16():
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
+    assert size <= 15 * 2**20
+    state = torch.load(DEFAULT_MODEL_DIR / "weights.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    manifest = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    assert manifest["threshold"] == manifest["calibration"]["threshold"]
+    assert manifest["training"]["file"].endswith("train.csv.gz")
+
+
+def test_load_model_without_a_path_gives_the_shipped_model():
+    enc = dupfinder.load_model()
+    assert enc.path == DEFAULT_MODEL_DIR and 0 < enc.threshold < 1
+    v = enc.encode(["How do I learn Python quickly?", "What is the fastest way to learn Python?", "How do I learn Java quickly?"])
+    assert v.shape == (3, enc.dim) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    # a paraphrase is a duplicate at tau; the same question about another language is not
+    assert v[0] @ v[1] > enc.threshold > v[0] @ v[2]
+
+
+@pytest.mark.parametrize("a,b", [("What is the capital of France?", "What is the capital of Germany?")])
+def test_a_changed_entity_is_not_a_duplicate(a, b):
+    enc = dupfinder.load_model()
+    assert enc.similarity(a, b) < enc.threshold
