@@ -52,6 +52,18 @@ def log(message: str) -> None:
     click.echo(message, err=True)
 
 
+def load_model_and_pairs(model_dir, pairs_file, threads):
+    """The encoder and the labeled pairs that `evaluate` and `calibrate` work on; the read report goes to stderr."""
+    from .data import load_pairs
+    from .encode import load_model
+
+    set_threads(threads)
+    encoder = load_model(model_dir)
+    pairs = load_pairs(pairs_file)
+    log(pairs.report.summary())
+    return encoder, pairs
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dupfinder")
 def cli():
@@ -126,14 +138,9 @@ def evaluate(pairs_file, model_dir, threshold, unseen_from, as_json, threads):
 
     Example: dupfinder evaluate dev.csv --unseen-from train.csv.gz
     """
-    from .data import load_pairs
-    from .encode import load_model
     from .pairs_eval import evaluate_pairs
 
-    set_threads(threads)
-    encoder = load_model(model_dir)
-    pairs = load_pairs(pairs_file)
-    log(pairs.report.summary())
+    encoder, pairs = load_model_and_pairs(model_dir, pairs_file, threads)
     result = evaluate_pairs(encoder, pairs, threshold, unseen_from)
     result["model"] = str(encoder.path)
     if as_json:
@@ -171,15 +178,10 @@ def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, a
     Example: dupfinder calibrate val.csv --model models/mine --target-precision 0.95 --write precision
     """
     from .calibrate import calibrate_model, calibration_record, write_threshold
-    from .data import load_pairs
-    from .encode import load_model
 
     if write_choice and model_dir is None:
         raise click.UsageError("--write needs --model DIR: the shipped model is part of the installation; copy it and calibrate the copy")
-    set_threads(threads)
-    encoder = load_model(model_dir)
-    pairs = load_pairs(pairs_file)
-    log(pairs.report.summary())
+    encoder, pairs = load_model_and_pairs(model_dir, pairs_file, threads)
     advice = calibrate_model(encoder, pairs, target_precision, balanced)
     advice["model"] = str(encoder.path)
     if write_choice:
