@@ -2,13 +2,15 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Encoder", "load_model", "__version__"]
+__all__ = ["Encoder", "Hit", "QuestionIndex", "load_model", "__version__"]
+
+# torch and faiss are imported only when these are used, so `import dupfinder` stays cheap
+_LAZY = {"Encoder": "encode", "load_model": "encode", "QuestionIndex": "index", "Hit": "search"}
 
 
 def __getattr__(name):
-    # torch is imported only when the encoder is used, so `import dupfinder` stays cheap
-    if name in ("Encoder", "load_model"):
-        from . import encode
+    if name in _LAZY:
+        import importlib
 
-        return getattr(encode, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'dupfinder' has no attribute {name!r}")
