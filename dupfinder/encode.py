@@ -24,6 +24,27 @@ def pad_batch(seqs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(ids), torch.from_numpy(lengths)
 
 
+def encode_sequences(
+    network, seqs: Sequence[np.ndarray], batch_size: int = 512, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Unit vectors (n, d) float32 for token id arrays, in eval mode; the network's mode is restored."""
+    out = np.empty((len(seqs), network.config.d_vector), dtype=np.float32)
+    if not len(seqs):
+        return out
+    # sorted by length, each batch pads only to its own longest question
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    was_training = network.training
+    network.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = network(*pad_batch([seqs[i] for i in idx])).numpy()  # (b, d)
+            if progress is not None:
+                progress(len(idx))
+    network.train(was_training)
+    return out
+
+
 class Encoder:
     """A loaded model ready to encode. `encode(texts)` returns float32 (n, d) unit-norm rows.
 
@@ -54,20 +75,7 @@ class Encoder:
         self, texts: Sequence[str], batch_size: int = 512, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         """Unit vectors for `texts`, float32 (n, d); cosine similarity is their inner product."""
-        seqs = self.token_ids(texts)
-        out = np.empty((len(seqs), self.dim), dtype=np.float32)
-        if not seqs:
-            return out
-        # sorted by length, each batch pads only to its own longest question
-        order = np.argsort([len(s) for s in seqs], kind="stable")
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                ids, lengths = pad_batch([seqs[i] for i in idx])
-                out[idx] = self.network(ids, lengths).numpy()  # (b, d)
-                if progress is not None:
-                    progress(len(idx))
-        return out
+        return encode_sequences(self.network, self.token_ids(texts), batch_size, progress)
 
     def similarity(self, a: str, b: str) -> float:
         va, vb = self.encode([a, b])

@@ -19,7 +19,7 @@ import torch
 
 from .artifacts import save_model, write_atomic
 from .data import PairBatcher, Pairs, duplicate_clusters, load_pairs, split_by_cluster
-from .encode import pad_batch
+from .encode import encode_sequences, pad_batch
 from .errors import InputError, ModelError
 from .evaluate import calibrate, pair_metrics
 from .losses import labeled_negative_loss, triplet_loss_hard
@@ -142,16 +142,7 @@ def glove_init(embedding: torch.nn.Embedding, vocab: Vocab) -> int:
 def encode_qids(network: SiameseEncoder, tokens: dict[int, np.ndarray], qids: np.ndarray, batch_size: int = 1024) -> dict[int, np.ndarray]:
     """Unit vectors for each distinct qid, in eval mode."""
     unique = np.unique(qids)
-    seqs = [tokens[q] for q in unique.tolist()]
-    order = np.argsort([len(s) for s in seqs], kind="stable")
-    out = np.empty((len(unique), network.config.d_vector), dtype=np.float32)
-    was_training = network.training
-    network.eval()
-    with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            out[idx] = network(*pad_batch([seqs[i] for i in idx])).numpy()
-    network.train(was_training)
+    out = encode_sequences(network, [tokens[q] for q in unique.tolist()], batch_size)
     return dict(zip(unique.tolist(), out))
 
 
