@@ -15,6 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def save(plt, fig, ax, path: Path) -> None:
+    """The finish both plots share: a 0-1 score axis, legend, grid, then write the PNG."""
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
@@ -64,29 +74,19 @@ def main(argv=None) -> None:
     ax.axvline(tau, color="grey", linestyle="--", linewidth=1)
     ax.annotate(f"tau {tau:.3f}\naccuracy {at_tau['accuracy']:.3f}\nF1 {at_tau['f1']:.3f}", (tau, 0.05), xytext=(6, 0), textcoords="offset points", fontsize=8)
     ax.set_xlim(max(-1.0, float(t.min())), min(1.0, float(t.max())))
-    ax.set_ylim(0, 1.02)
     ax.set_xlabel("threshold (cosine): duplicate when score > threshold")
     ax.set_title(f"{name} on {source}", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "threshold.png", dpi=120)
-    plt.close(fig)
+    save(plt, fig, ax, out / "threshold.png")
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot(sweep["recall"][cut], sweep["precision"][cut])
     ax.plot([at_tau["recall"]], [at_tau["precision"]], "o", color="C3", label=f"tau {tau:.3f}")
     ax.axhline(labels.mean(), color="grey", linestyle=":", linewidth=1, label=f"share of duplicates {labels.mean():.2f}")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_title(f"{name} on {source}\nROC-AUC {auc:.3f}", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "precision_recall.png", dpi=120)
-    plt.close(fig)
+    save(plt, fig, ax, out / "precision_recall.png")
 
     summary = {"model": str(encoder.path), "fingerprint": encoder.fingerprint, "pairs": str(args.pairs), "threshold": tau,
                "at_threshold": at_tau, "roc_auc": auc, "files": [str(out / "threshold.png"), str(out / "precision_recall.png")]}

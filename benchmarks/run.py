@@ -138,12 +138,17 @@ def run_dense(name, encode, bench, dev, unseen, tau, latency_texts) -> tuple:
     return vectors, {
         "retrieval": retrieval,
         "pairs": pairs,
-        "speed": {
-            "encode_seconds": seconds,
-            "encode_qps": len(bench.corpus) / seconds,
-            "benchmark_search_seconds": search_seconds,
-            "query_ms": timed_each(lambda t: index.search(encode([t]), 10), latency_texts),
-        },
+        "speed": speed_row(len(bench.corpus), seconds, search_seconds, lambda t: index.search(encode([t]), 10), latency_texts),
+    }
+
+
+def speed_row(n: int, seconds: float, search_seconds: float, query, latency_texts) -> dict:
+    """Encoding (or fitting) rate, benchmark search time and single-query latency of one system."""
+    return {
+        "encode_seconds": seconds,
+        "encode_qps": n / seconds,
+        "benchmark_search_seconds": search_seconds,
+        "query_ms": timed_each(query, latency_texts),
     }
 
 
@@ -166,12 +171,7 @@ def run_tfidf(bench, dev, unseen, latency_texts) -> dict:
         "description": system.description,
         "retrieval": retrieval,
         "pairs": pairs,
-        "speed": {
-            "encode_seconds": seconds,
-            "encode_qps": len(bench.corpus) / seconds,
-            "benchmark_search_seconds": search_seconds,
-            "query_ms": timed_each(lambda t: system.query(t, 10), latency_texts),
-        },
+        "speed": speed_row(len(bench.corpus), seconds, search_seconds, lambda t: system.query(t, 10), latency_texts),
     }
 
 
