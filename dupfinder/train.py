@@ -34,6 +34,8 @@ class TrainConfig:
     batch_size: int = 256  # duplicate pairs per batch; the other 255 are each anchor's negatives
     neg_pairs: int = 128  # labeled non-duplicate pairs added to each batch (0 = course recipe only)
     neg_weight: float = 1.0  # weight of the labeled-negative ranking term
+    sub_negs: int = 0  # synthetic negatives per batch: a question with one word swapped for another
+    sub_weight: float = 1.0  # weight of their ranking term
     margin: float = 0.25  # alpha of the triplet loss
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
@@ -185,12 +187,49 @@ class TrainState:
     epoch_loss: float = 0.0  # sum of batch losses so far in the current epoch
 
 
-def batch_loss(network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dup_idx: np.ndarray, neg_idx: np.ndarray) -> torch.Tensor:
+class WordSwapper:
+    """Makes a near-miss negative from a question by replacing one of its words with another word.
+
+    "Where are you from?" -> "Where are you going?": one changed word usually changes what is
+    asked, and Quora pairs rarely show this for short, generic questions. Replacement words are
+    drawn with probability falling as rank^-0.5 (the vocabulary is ordered by frequency), so common
+    words are swapped in often, but not only "the" and "a".
+    """
+
+    def __init__(self, vocab: Vocab):
+        words = np.array([i for i, t in enumerate(vocab.itos) if i > 1 and t.isalpha()], dtype=np.int32)
+        self.is_word = np.zeros(len(vocab), dtype=bool)
+        self.is_word[words] = True
+        p = (words - 1.0) ** -0.5
+        self.words, self.cdf = words, np.cumsum(p / p.sum())
+
+    def __call__(self, seqs: list[np.ndarray], rng: np.random.Generator) -> tuple[list[int], list[np.ndarray]]:
+        """(indices of the questions used, their altered copies); questions with no word are skipped."""
+        used, out = [], []
+        draws = np.minimum(np.searchsorted(self.cdf, rng.random(len(seqs))), len(self.words) - 1)
+        for i, s in enumerate(seqs):
+            positions = np.flatnonzero(self.is_word[s])
+            if not len(positions) or len(self.words) < 2:
+                continue
+            pos = positions[rng.integers(len(positions))]
+            word = self.words[draws[i]]
+            new = s.copy()
+            new[pos] = word if word != s[pos] else self.words[(draws[i] + 1) % len(self.words)]
+            used.append(i)
+            out.append(new)
+        return used, out
+
+
+def batch_loss(
+    network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dup_idx: np.ndarray, neg_idx: np.ndarray,
+    swapped: tuple[list[int], list[np.ndarray]] = ([], []),
+) -> torch.Tensor:
+    """The loss of one batch. `swapped` = (rows of dup_idx whose q1 was altered, the altered token ids)."""
     train = prepared.train
     dups, negs = train.subset(dup_idx), train.subset(neg_idx)
     qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2]
-    ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()])
-    v = network(ids, lengths)  # (2b + 2k, D)
+    ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()] + swapped[1])
+    v = network(ids, lengths)  # (2b + 2k + m, D)
     b, k = len(dup_idx), len(neg_idx)
     v1, v2 = v[:b], v[b : 2 * b]  # (b, D) each
     sim = v1 @ v2.T  # (b, b): cosines, since rows are unit vectors
@@ -198,8 +237,11 @@ def batch_loss(network: SiameseEncoder, prepared: Prepared, config: TrainConfig,
     if config.symmetric:
         loss = (loss + triplet_loss_hard(sim.T, config.margin, reduction="mean")) / 2
     if k:
-        n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k :]  # (k, D) each
+        n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k : 2 * b + 2 * k]  # (k, D) each
         loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin)
+    if swapped[0]:
+        original, altered = v1[swapped[0]], v[2 * b + 2 * k :]  # (m, D) each
+        loss = loss + config.sub_weight * labeled_negative_loss(sim.diagonal(), (original * altered).sum(1), config.margin)
     return loss
 
 
@@ -278,6 +320,7 @@ def train(
     neg_pairs = neg_pairs[[c[a] != c[b] for a, b in zip(train.qid1[neg_pairs].tolist(), train.qid2[neg_pairs].tolist())]]
     batcher = PairBatcher(np.fromiter((c[q] for q in train.qid1[dup_pairs].tolist()), dtype=np.int64), config.batch_size, config.seed)
     steps_per_epoch = len(batcher.epoch(0))
+    swapper = WordSwapper(prepared.vocab) if config.sub_negs else None
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
@@ -304,7 +347,12 @@ def train(
             for i in range(state.step_in_epoch, len(batches)):
                 k = config.neg_pairs
                 negs = np.take(neg_order, np.arange(i * k, (i + 1) * k), mode="wrap") if k and len(neg_order) else np.zeros(0, np.int64)
-                loss = batch_loss(network, prepared, config, dup_pairs[batches[i]], negs)
+                dup_idx = dup_pairs[batches[i]]
+                swapped = ([], [])
+                if swapper is not None:
+                    firsts = [prepared.tokens[q] for q in train.qid1[dup_idx[: config.sub_negs]].tolist()]
+                    swapped = swapper(firsts, np.random.default_rng([config.seed, state.epoch, 2, i]))
+                loss = batch_loss(network, prepared, config, dup_idx, negs, swapped)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)

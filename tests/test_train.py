@@ -6,7 +6,8 @@ import torch
 
 from dupfinder import load_model
 from dupfinder.artifacts import load_model_dir
-from dupfinder.train import TrainConfig, TrainingInterrupted, train
+from dupfinder.text import Vocab
+from dupfinder.train import TrainConfig, TrainingInterrupted, WordSwapper, train
 
 
 def tiny_config(**kw) -> TrainConfig:
@@ -34,13 +35,14 @@ class StopAfter:
         pass
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file):
+@pytest.mark.parametrize("sub_negs", [0, 3])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, sub_negs):
     straight = tmp_path / "straight"
-    train(pairs_file, straight, tiny_config(), log=lambda _: None)
+    train(pairs_file, straight, tiny_config(sub_negs=sub_negs), log=lambda _: None)
 
     resumed = tmp_path / "resumed"
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(pairs_file, resumed, tiny_config(), log=lambda _: None, progress_factory=StopAfter(2))
+        train(pairs_file, resumed, tiny_config(sub_negs=sub_negs), log=lambda _: None, progress_factory=StopAfter(2))
     assert (resumed / "checkpoint.pt").exists() and not (resumed / "manifest.json").exists()
     train(pairs_file, resumed, None, resume=True, log=lambda _: None)
 
@@ -74,3 +76,19 @@ def test_training_reduces_the_loss_on_tiny_data(tmp_path, pairs_file):
     history = manifest["training"]["history"]
     assert len(history) == 30
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+
+
+def test_word_swapper_changes_exactly_one_word_and_skips_questions_without_words():
+    vocab = Vocab(["<pad>", "<unk>", "?", "where", "are", "you", "from", "going", "'s", "what"])
+    swap = WordSwapper(vocab)
+    questions = [vocab.encode(q.split()) for q in ("where are you from ?", "? ?", "what 's you ?")]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        used, altered = swap(questions, rng)
+        assert used == [0, 2]
+        for i, new in zip(used, altered):
+            changed = np.flatnonzero(new != questions[i])
+            assert len(changed) == 1
+            # only words are replaced, and only by words: never punctuation, clitics, <pad> or <unk>
+            assert vocab.itos[questions[i][changed[0]]].isalpha() and vocab.itos[new[changed[0]]].isalpha()
+    assert swap(questions, np.random.default_rng(7))[1][0].tolist() == swap(questions, np.random.default_rng(7))[1][0].tolist()
