@@ -1,6 +1,8 @@
-"""The versioned model directory: config.json, vocab.json, weights.pt (fp16 state dict), manifest.json.
+"""The versioned model directory: config.json, vocab.json, weights.pt (fp16 state dict), weights.npz
+(the same numbers for the torch-free query path), manifest.json.
 
-Nothing here is pickled: weights load with `weights_only=True`, everything else is JSON.
+Nothing here is pickled: weights load with `weights_only=True` or `allow_pickle=False`, everything
+else is JSON. Only `load_network` and `save_model` import torch.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ if TYPE_CHECKING:  # torch is imported where weights are touched: index and CLI 
     from .model import SiameseEncoder
 
 FORMAT_VERSION = 1
-FILES = ("config.json", "vocab.json", "weights.pt", "manifest.json")
+FILES = ("config.json", "vocab.json", "weights.pt", "weights.npz", "manifest.json")
+NUMPY_WEIGHTS = "weights.npz"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 
 
@@ -56,14 +59,14 @@ def library_versions() -> dict:
 
 
 @dataclass
-class LoadedModel:
-    """A model directory read back: the network in eval mode plus everything needed to encode."""
+class ModelFiles:
+    """A model directory read without its weights: enough to tokenize and to load either forward pass."""
 
-    network: SiameseEncoder
+    path: Path
+    model_config: dict  # config.json's "model" section, the fields of model.ModelConfig
     vocab: Vocab
     text_config: TextConfig
     manifest: dict
-    path: Path
 
     @property
     def threshold(self) -> float:
@@ -72,6 +75,28 @@ class LoadedModel:
     @property
     def fingerprint(self) -> str:
         return self.manifest["fingerprint"]
+
+
+@dataclass
+class LoadedModel(ModelFiles):
+    """A model directory read back with its torch network, in eval mode."""
+
+    network: SiameseEncoder | None = None
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def numpy_weights_bytes(state: dict) -> bytes:
+    """A state dict (name -> tensor) as an uncompressed .npz of the same dtypes and numbers."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in state.items()})
+    return buf.getvalue()
 
 
 def fingerprint_of(weights: bytes, vocab_json: str, config_json: str) -> str:
@@ -90,7 +115,11 @@ def save_model(
     extra: dict | None = None,
     half: bool = True,
 ) -> dict:
-    """Write a model directory; each file atomically, the manifest last (it is the commit point)."""
+    """Write a model directory; each file atomically, the manifest last (it is the commit point).
+
+    The fingerprint covers weights.pt, the vocabulary and the config; weights.npz holds the same
+    numbers and is bound to the manifest by its sha256, so a stale or damaged copy is refused.
+    """
     import io
 
     import torch
@@ -101,6 +130,7 @@ def save_model(
     buf = io.BytesIO()
     torch.save(state, buf)
     weights = buf.getvalue()
+    npz = numpy_weights_bytes(state)
     config_json = json.dumps({"model": asdict(network.config), "text": asdict(text_config)}, indent=2)
     vocab_json = vocab.to_json()
     manifest = {
@@ -109,6 +139,7 @@ def save_model(
         "threshold": float(threshold),
         "dimension": network.config.d_vector,
         "weights_dtype": "float16" if half else "float32",
+        "numpy_weights": {"file": NUMPY_WEIGHTS, "sha256": sha256_hex(npz)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
         **(extra or {}),
@@ -116,6 +147,7 @@ def save_model(
     write_atomic(directory / "config.json", config_json.encode())
     write_atomic(directory / "vocab.json", vocab_json.encode())
     write_atomic(directory / "weights.pt", weights)
+    write_atomic(directory / NUMPY_WEIGHTS, npz)
     write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest
 
@@ -129,12 +161,8 @@ def read_json(path: Path) -> dict | list:
         raise ModelError(f"{path} is corrupt ({e}); retrain or restore the model") from None
 
 
-def load_model_dir(directory: str | Path | None = None) -> LoadedModel:
-    """Read a model directory written by `save_model` (the shipped default when None)."""
-    import torch
-
-    from .model import ModelConfig, SiameseEncoder
-
+def read_model_dir(directory: str | Path | None = None) -> ModelFiles:
+    """Read and check a model directory's manifest, config and vocabulary (the shipped default when None), not its weights."""
     path = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
     if not path.is_dir():
         if directory is None:
@@ -150,11 +178,25 @@ def load_model_dir(directory: str | Path | None = None) -> LoadedModel:
         )
     config = read_json(path / "config.json")
     try:
-        model_config = ModelConfig(**config["model"])
+        model_config = dict(config["model"])
         text_config = TextConfig(**config["text"])
         vocab = Vocab(read_json(path / "vocab.json"))
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{path} has an unreadable config or vocabulary ({e}); retrain or restore the model") from None
+    return ModelFiles(path, model_config, vocab, text_config, manifest)
+
+
+def load_network(files: ModelFiles) -> SiameseEncoder:
+    """The torch network of a model directory, in eval mode."""
+    import torch
+
+    from .model import ModelConfig, SiameseEncoder
+
+    path = files.path
+    try:
+        model_config = ModelConfig(**files.model_config)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{path} has an unreadable config ({e}); retrain or restore the model") from None
     try:
         state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
         network = SiameseEncoder(model_config)
@@ -164,4 +206,34 @@ def load_model_dir(directory: str | Path | None = None) -> LoadedModel:
     except Exception as e:  # torch raises many kinds for a damaged file
         raise ModelError(f"{path / 'weights.pt'} is corrupt or does not match config.json ({type(e).__name__}); retrain or restore the model") from None
     network.eval()
-    return LoadedModel(network, vocab, text_config, manifest, path)
+    return network
+
+
+def load_numpy_weights(files: ModelFiles) -> dict | None:
+    """weights.npz as name -> array, checked against the manifest's sha256; None when the model has
+    none (written before it existed): then only torch can run it."""
+    import io
+
+    import numpy as np
+
+    record = files.manifest.get("numpy_weights")
+    if not isinstance(record, dict) or "sha256" not in record:
+        return None
+    path = files.path / record.get("file", NUMPY_WEIGHTS)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if sha256_hex(data) != record["sha256"]:
+        raise ModelError(f"{path} does not match {files.path / 'manifest.json'} (stale or damaged); restore the model, or delete {path.name} to use weights.pt")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except Exception as e:  # zipfile and numpy raise many kinds for a damaged file
+        raise ModelError(f"{path} is corrupt ({type(e).__name__}); restore the model") from None
+
+
+def load_model_dir(directory: str | Path | None = None) -> LoadedModel:
+    """Read a model directory written by `save_model` (the shipped default when None), with its torch network."""
+    files = read_model_dir(directory)
+    return LoadedModel(**vars(files), network=load_network(files))

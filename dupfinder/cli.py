@@ -43,9 +43,9 @@ def threshold_option(f):
 
 def set_threads(threads: int | None) -> None:
     if threads:
-        import torch
+        from .encode import set_torch_threads  # applied when torch loads: a query may never need it
 
-        torch.set_num_threads(threads)
+        set_torch_threads(threads)
 
 
 def log(message: str) -> None:
