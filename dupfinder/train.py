@@ -192,15 +192,18 @@ class WordSwapper:
 
     "Where are you from?" -> "Where are you going?": one changed word usually changes what is
     asked, and Quora pairs rarely show this for short, generic questions. Replacement words are
-    drawn with probability falling as rank^-0.5 (the vocabulary is ordered by frequency), so common
-    words are swapped in often, but not only "the" and "a".
+    drawn about as often as they occur (probability ~ 1/rank; the vocabulary is ordered by
+    frequency), so most swaps put in a common word, as in the example. Articles are never swapped
+    in or out: "a" for "the" rarely changes a question.
     """
 
+    KEEP = frozenset({"a", "an", "the"})
+
     def __init__(self, vocab: Vocab):
-        words = np.array([i for i, t in enumerate(vocab.itos) if i > 1 and t.isalpha()], dtype=np.int32)
+        words = np.array([i for i, t in enumerate(vocab.itos) if i > 1 and t.isalpha() and t not in self.KEEP], dtype=np.int32)
         self.is_word = np.zeros(len(vocab), dtype=bool)
         self.is_word[words] = True
-        p = (words - 1.0) ** -0.5
+        p = 1.0 / (words - 1.0)
         self.words, self.cdf = words, np.cumsum(p / p.sum())
 
     def __call__(self, seqs: list[np.ndarray], rng: np.random.Generator) -> tuple[list[int], list[np.ndarray]]:
