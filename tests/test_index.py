@@ -18,11 +18,13 @@ from dupfinder.errors import IndexStoreError, InputError
 from dupfinder.index import (
     FORMAT_VERSION,
     MANIFEST,
+    SCAN_FILE,
     HnswConfig,
     Question,
     QuestionIndex,
     add_questions,
     default_index_dir,
+    ScanConfig,
     remove_questions,
 )
 from dupfinder.search import exact_search
@@ -315,3 +317,62 @@ def test_mapped_and_read_indexes_search_alike(tmp_path):
         add_questions(tmp_path / "ix", enc, [Question("new", "a new one")])  # a writer while a mapped reader is open
         assert mapped.search(queries, 5)[1].tolist() == a[1].tolist()
     assert state(tmp_path / "ix") == (201, 201, 201)
+
+
+def scan_corpus(n: int) -> list[Question]:
+    return [Question(f"s{i}", f"scan question {i}") for i in range(n)]
+
+
+def test_flat_scan_returns_exact_scores_and_matches_exact_search(tmp_path):
+    enc = FakeEncoder(dim=16)
+    qs = scan_corpus(600)
+    add_questions(tmp_path / "ix", enc, qs, scan=ScanConfig(min_count=500, candidates=40))
+    assert (tmp_path / "ix" / "gen-1" / SCAN_FILE).is_file()
+    rng = np.random.default_rng(3)
+    queries = enc.encode([q.text for q in qs[:9]]) + 0.4 * rng.standard_normal((9, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    db = enc.encode([q.text for q in qs])
+    want_scores, want_rows = exact_search(db, queries, 10)
+    with QuestionIndex.open(tmp_path / "ix") as idx:
+        assert idx.scan_index is not None and idx.scan_index.ntotal == 600
+        scores, ids = idx.search(queries, 10)
+        exact_scores, exact_ids = idx.search(queries, 10, exact=True)
+        # every returned score is the exact float32 cosine of the returned question
+        np.testing.assert_allclose(scores, np.take_along_axis(queries @ db.T, ids, axis=1), atol=1e-6)
+        np.testing.assert_allclose(exact_scores, want_scores, atol=1e-6)
+        assert (exact_ids == want_rows).all()
+        # with every vector a candidate, the scan path is exact search
+        idx.manifest["scan"]["candidates"] = 600
+        scores, ids = idx.search(queries, 10)
+        np.testing.assert_allclose(scores, want_scores, atol=1e-6)
+        assert (ids == want_rows).all()
+        scores, ids = idx.search(queries[:2], 700)  # k beyond the count pads with -1
+        assert (ids[:, 600:] == -1).all() and np.isneginf(scores[:, 600:]).all() and (ids[:, :600] >= 0).all()
+
+
+def test_flat_scan_follows_removal_and_size(tmp_path):
+    enc = FakeEncoder(dim=16)
+    add_questions(tmp_path / "ix", enc, scan_corpus(60), scan=ScanConfig(min_count=50, candidates=60))
+    remove_questions(tmp_path / "ix", ["s3", "s7"])
+    with QuestionIndex.open(tmp_path / "ix") as idx:
+        assert idx.scan_index.ntotal == 58
+        (hits,), (ids,) = idx.search(enc.encode(["scan question 8"]), 3)
+        assert ids[0] == 8 and hits[0] == pytest.approx(1.0, abs=1e-6)
+    remove_questions(tmp_path / "ix", [f"s{i}" for i in range(20, 40)])  # 38 left: below min_count
+    with QuestionIndex.open(tmp_path / "ix") as idx:
+        assert idx.scan_index is None
+        assert not (tmp_path / "ix" / f"gen-{idx.manifest['generation']}" / SCAN_FILE).exists()
+
+
+def test_index_written_before_the_scan_is_searched_exactly_then_gains_it(tmp_path):
+    enc = FakeEncoder(dim=16)
+    add_questions(tmp_path / "ix", enc, scan_corpus(40), scan=ScanConfig(min_count=10))
+    manifest = json.loads((tmp_path / "ix" / MANIFEST).read_text())
+    del manifest["scan"]  # as an older dupfinder wrote it
+    (tmp_path / "ix" / MANIFEST).write_text(json.dumps(manifest))
+    with QuestionIndex.open(tmp_path / "ix") as idx:
+        assert idx.scan_index is None
+        assert idx.search(enc.encode(["scan question 5"]), 1)[1][0, 0] == 5
+    add_questions(tmp_path / "ix", enc, [Question("new", "one more")])
+    manifest = json.loads((tmp_path / "ix" / MANIFEST).read_text())
+    assert manifest["scan"] == {**vars(ScanConfig())}
