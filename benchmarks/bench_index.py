@@ -1,48 +1,48 @@
-"""Measure the question index: build time, warm query latency, recall@10 against exact search, and
-a cold `dupfinder query` process. Prints the machine, versions and command; never asserts.
+"""Measure the question index: build time, warm query latency (new path against the old one, side
+by side), recall@10 against exact float32 search, and a cold `dupfinder query` process. Prints the
+machine, versions and command, writes a JSON to benchmarks/results/; never asserts.
 
 Targets (issue 3): index 100,000 questions in <= 30 s on 2 cores (encoding included); warm query
 (encode + search + metadata) p50 <= 2 ms and p99 <= 10 ms on 100,000 with exact search; HNSW on
 500,000, p50 <= 1 ms at recall@10 >= 0.98 of exact; a cold `dupfinder query` in <= 2 s.
 
+Paths compared per query (k=10, one query at a time, dev questions):
+  new: numpy encode (no torch) + the index's default search (flat: PQ scan + exact rescoring of
+       the candidates; hnsw: the graph at the recorded efSearch) + SQLite rows
+  old: torch encode + exact FAISS scan of every vector (flat) + SQLite rows
+
+Recall@10 is against exact numpy search over the index's own float32 vectors, reported two ways:
+by id, and counting ties as hits (a returned question scoring at least the exact 10th score is a
+hit: questions with the same tokens have the same vector, and then which of them is "the" 10th is
+arbitrary; FAISS's own exact search scores below 1 by id for that reason).
+
 Examples:
-  python benchmarks/bench_index.py --n 100000 --model /tmp/m1
-  python benchmarks/bench_index.py --n 0 --kind hnsw --out indexes/bench-hnsw   # 0: every unique train question
+  python benchmarks/bench_index.py --n 100000 --threads 2
+  python benchmarks/bench_index.py --n 0 --kind hnsw --out indexes/bench-hnsw --build-only   # 0: all unique train questions
+  python benchmarks/bench_index.py --n 0 --kind hnsw --out indexes/bench-hnsw                # reuses it, measures
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
+import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import environment, print_environment  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "quora"
-
-
-def machine() -> str:
-    import faiss
-    import torch
-
-    import dupfinder
-
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return (
-        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"load average {load[0]:.2f} at start\n"
-        f"versions: python {platform.python_version()}, dupfinder {dupfinder.__version__}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), faiss {faiss.__version__}, numpy {np.__version__}\n"
-        f"command: {' '.join([Path(sys.executable).name, *sys.argv])}"
-    )
 
 
 def write_corpus(train: str, n: int, path: Path) -> int:
@@ -58,9 +58,37 @@ def write_corpus(train: str, n: int, path: Path) -> int:
     return len(texts)
 
 
-def percentiles(seconds: list[float]) -> str:
+def stats(seconds: list[float]) -> dict:
     ms = np.asarray(seconds) * 1e3
-    return f"p50 {np.percentile(ms, 50):.2f} ms, p90 {np.percentile(ms, 90):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms"
+    return {f"p{p}_ms": round(float(np.percentile(ms, p)), 3) for p in (50, 90, 99)}
+
+
+def fmt(s: dict) -> str:
+    return f"p50 {s['p50_ms']:.2f} ms, p90 {s['p90_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms"
+
+
+def time_queries(texts, encode, search, rows) -> dict:
+    """Per query: encode, search, rows and their total, one question at a time, after 20 warm-up queries."""
+    for t in texts[:20]:
+        rows(search(encode([t]))[1][0].tolist())
+    parts = {"encode": [], "search": [], "rows": [], "total": []}
+    for t in texts:
+        s0 = time.perf_counter()
+        v = encode([t])
+        s1 = time.perf_counter()
+        _, ids = search(v)
+        s2 = time.perf_counter()
+        rows(ids[0].tolist())
+        s3 = time.perf_counter()
+        for name, dt in (("encode", s1 - s0), ("search", s2 - s1), ("rows", s3 - s2), ("total", s3 - s0)):
+            parts[name].append(dt)
+    return {name: stats(v) for name, v in parts.items()}
+
+
+def recall(got_scores, got_ids, want_scores, want_ids) -> dict:
+    by_id = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got_ids.tolist(), want_ids.tolist())])
+    tied = np.mean(np.minimum((got_scores >= want_scores[:, 9:10] - 1e-5).sum(1), 10) / 10)
+    return {"recall_at_10": round(float(by_id), 4), "recall_at_10_ties_as_hits": round(float(tied), 4)}
 
 
 def main() -> None:
@@ -68,28 +96,29 @@ def main() -> None:
     p.add_argument("--n", type=int, default=100_000, help="questions to index (0: all unique train questions)")
     p.add_argument("--kind", choices=["flat", "hnsw"], default="flat")
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--faiss-threads", type=int, default=None, help="OpenMP threads for FAISS (default: FAISS's)")
+    p.add_argument("--threads", type=int, default=2, help="torch and FAISS threads for building")
+    p.add_argument("--hnsw-m", type=int, default=None, help="HNSW graph degree (default: HnswConfig's)")
+    p.add_argument("--ef-construction", type=int, default=None)
+    p.add_argument("--ef-search", type=int, default=None, help="recorded efSearch of a new HNSW index")
     p.add_argument("--queries", type=int, default=1000, help="warm queries timed (dev questions)")
     p.add_argument("--out", default=None, help="keep the index here (reused if it exists); default a temp dir")
+    p.add_argument("--build-only", action="store_true", help="build (or find) the index at --out and stop")
     p.add_argument("--train", default=str(DATA / "train.csv.gz"))
     p.add_argument("--dev", default=str(DATA / "dev.csv"))
-    p.add_argument("--cold-runs", type=int, default=3)
+    p.add_argument("--cold-runs", type=int, default=7)
+    p.add_argument("--results", default=str(Path(__file__).parent / "results"), help="folder for the JSON")
     args = p.parse_args()
 
+    import faiss
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.faiss_threads:
-        import faiss
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    env = environment()
+    print_environment(env)
+    result: dict = {**env, "args": vars(args)}
 
-        faiss.omp_set_num_threads(args.faiss_threads)
-    print(machine(), flush=True)
-
-    from dupfinder.data import load_questions
-    from dupfinder.index import QuestionIndex, add_questions, encoder_for_writing, questions_from_files
-    from dupfinder.search import exact_search, query
+    from dupfinder.index import HnswConfig, add_questions, encoder_for_writing, questions_from_files
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_index_"))
     out = Path(args.out) if args.out else tmp / "index"
@@ -97,12 +126,15 @@ def main() -> None:
         if not (out / "manifest.json").exists():
             corpus = tmp / "corpus.csv"
             n = write_corpus(args.train, args.n, corpus)
+            hnsw = HnswConfig()
+            for name, value in (("m", args.hnsw_m), ("ef_construction", args.ef_construction), ("ef_search", args.ef_search)):
+                if value is not None:
+                    setattr(hnsw, name, value)
             encoder = encoder_for_writing(out, args.model)
             t0 = time.perf_counter()
             questions = questions_from_files([str(corpus)])
             t_read = time.perf_counter()
-            encode = encoder.encode
-            timing = {}
+            encode, timing = encoder.encode, {}
 
             def timed_encode(texts, **kw):
                 s = time.perf_counter()
@@ -111,93 +143,119 @@ def main() -> None:
                 return v
 
             encoder.encode = timed_encode
-            report = add_questions(out, encoder, questions, kind=args.kind)
+            report = add_questions(out, encoder, questions, kind=args.kind, hnsw=hnsw)
             total = time.perf_counter() - t0
-            encoder.encode = encode
+            build = {
+                "questions": report.added, "of": n, "seconds": round(total, 2), "questions_per_s": round(report.added / total),
+                "read_s": round(t_read - t0, 2), "encode_s": round(timing["encode"], 2),
+                "faiss_sqlite_publish_s": round(total - (t_read - t0) - timing["encode"], 2),
+            }
+            result["build"] = build
             print(
-                f"index {args.kind}: {report.added:,} of {n:,} questions in {total:.1f} s ({report.added / total:,.0f} q/s): "
-                f"read {t_read - t0:.1f} s, encode {timing['encode']:.1f} s, "
-                f"dedup + FAISS + SQLite + publish {total - (t_read - t0) - timing['encode']:.1f} s",
+                f"index {args.kind}: {report.added:,} of {n:,} questions in {total:.1f} s ({build['questions_per_s']:,} q/s): "
+                f"read {build['read_s']:.1f} s, encode {build['encode_s']:.1f} s, "
+                f"dedup + FAISS (+ PQ scan) + SQLite + publish {build['faiss_sqlite_publish_s']:.1f} s",
                 flush=True,
             )
         else:
             print(f"reusing {out}", flush=True)
-
-        from dupfinder.index import open_with_model
-
-        index, encoder = open_with_model(out, args.model)
-        print(f"index: {index.count:,} questions, {index.kind}, d={index.dim}, {index.size_bytes() / 1e6:,.0f} MB on disk")
-        dev = load_questions(args.dev)
-        texts = [t for t in dev.texts if t][: args.queries]
-
-        for t in texts[:20]:  # warm-up
-            query(index, encoder, [t], k=10)
-        total_t, enc_t, search_t, rows_t = [], [], [], []
-        for t in texts:
-            s0 = time.perf_counter()
-            v = encoder.encode([t])
-            s1 = time.perf_counter()
-            scores, ids = index.search(v, 10)
-            s2 = time.perf_counter()
-            index.rows(ids[0].tolist())
-            s3 = time.perf_counter()
-            total_t.append(s3 - s0)
-            enc_t.append(s1 - s0)
-            search_t.append(s2 - s1)
-            rows_t.append(s3 - s2)
-        print(f"warm query, k=10, {len(texts)} dev questions one at a time (encode + search + metadata): {percentiles(total_t)}")
-        print(f"  encode {percentiles(enc_t)}\n  search {percentiles(search_t)}\n  rows   {percentiles(rows_t)}", flush=True)
-
-        n_recall = min(1000, len(texts))
-        qv = encoder.encode(texts[:n_recall])  # (q, d)
-        all_ids, vectors = index.vectors()
-        exact_scores, rows = exact_search(vectors, qv, 10)
-        want = all_ids[rows]
-
-        def recall_line(label: str) -> str:
-            got_scores, got = index.search(qv, 10)
-            recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got.tolist(), want.tolist())])
-            # questions with the same tokens have the same vector: a tie at the 10th place is not a miss
-            tied = np.mean(np.minimum((got_scores >= exact_scores[:, 9:10] - 1e-5).sum(1), 10) / 10)
-            return f"{label}recall@10 against exact numpy search, {n_recall} queries: {recall:.4f} (ties counted as hits: {tied:.4f})"
-
-        if index.kind == "hnsw":
-            import faiss
-
-            hnsw = faiss.downcast_index(index.faiss_index.index).hnsw
-            recorded = hnsw.efSearch
-            for ef in sorted({32, 64, recorded, 256}):
-                hnsw.efSearch = ef
-                lat = []
-                for t in texts:
-                    s = time.perf_counter()
-                    query(index, encoder, [t], k=10)
-                    lat.append(time.perf_counter() - s)
-                print(recall_line(f"efSearch {ef}{' (recorded)' if ef == recorded else ''}: {percentiles(lat)}; "), flush=True)
-            hnsw.efSearch = recorded
-        else:
-            print(recall_line(""), flush=True)
-        index.close()
-
-        exe = shutil.which("dupfinder") or str(Path(sys.executable).parent / "dupfinder")
-        cmd = [exe, "query", "How old are you?", "--index", str(out)] + (["--model", args.model] if args.model else [])
-        cold = []
-        for _ in range(args.cold_runs):
-            s = time.perf_counter()
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            cold.append(time.perf_counter() - s)
-            if r.returncode != 0:
-                print(r.stderr)
-                break
-        print(f"cold `dupfinder query` process (a new process each run; files in the page cache): "
-              f"{', '.join(f'{c:.2f}' for c in cold)} s")
-        imports = subprocess.run(
-            [sys.executable, "-c", "import time; t=time.perf_counter(); import torch; a=time.perf_counter(); import faiss; "
-             "b=time.perf_counter(); print(f'import torch {a-t:.2f} s, faiss {b-a:.2f} s')"], capture_output=True, text=True,
-        )
-        print(f"  of which {imports.stdout.strip()}")
+        if not args.build_only:
+            measure_index(out, args, texts_from(args.dev, args.queries), result)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = Path(args.results) / f"index-{args.kind}-n{args.n}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+def texts_from(dev: str, n: int) -> list[str]:
+    from dupfinder.data import load_questions
+
+    return [t for t in load_questions(dev).texts if t][:n]
+
+
+def measure_index(out: Path, args, texts: list[str], result: dict) -> None:
+    """Warm latency of the new and old query paths with recall, then the cold process, into `result`."""
+    import faiss
+
+    from dupfinder.encode import load_model
+    from dupfinder.index import open_with_model
+    from dupfinder.search import exact_search
+
+    index, _ = open_with_model(out, args.model)
+    encoder = load_model(index.model_path if args.model is None else args.model)  # auto: numpy for one question
+    torch_encoder = load_model(index.model_path if args.model is None else args.model, backend="torch")
+    result["index"] = {
+        "count": index.count, "kind": index.kind, "dimension": index.dim, "size_mb": round(index.size_bytes() / 1e6, 1),
+        **({"hnsw": index.manifest["hnsw"]} if index.kind == "hnsw" else {"scan": index.manifest.get("scan")}),
+        "scan_file": index.scan_index is not None,
+    }
+    print(f"index: {index.count:,} questions, {index.kind}, d={index.dim}, {result['index']['size_mb']:,.0f} MB on disk"
+          + (f", HNSW {index.manifest['hnsw']}" if index.kind == "hnsw" else f", scan {index.manifest.get('scan')} "
+             f"({'present' if index.scan_index is not None else 'absent: exact search'})"), flush=True)
+    print(f"warm queries: {len(texts)} dev questions one at a time, k=10 (encode + search + metadata)")
+
+    qv = torch_encoder.encode(texts)  # (q, d)
+    all_ids, vectors = index.vectors()
+    want_scores, want_rows = exact_search(vectors, qv, 10)
+    want_ids = all_ids[want_rows]
+    paths = {}
+
+    def measure(label, encode, search):
+        paths[label] = time_queries(texts, encode, search, index.rows)
+        got = [search(v[None]) for v in qv]  # one query at a time, as timed
+        got_scores, got_ids = np.vstack([g[0] for g in got]), np.vstack([g[1] for g in got])
+        paths[label].update(recall(got_scores, got_ids, want_scores, want_ids))
+        t = paths[label]
+        print(f"  {label}: total {fmt(t['total'])}; recall@10 {t['recall_at_10']:.4f} "
+              f"({t['recall_at_10_ties_as_hits']:.4f} counting ties)\n"
+              f"    encode {fmt(t['encode'])}\n    search {fmt(t['search'])}\n    rows   {fmt(t['rows'])}", flush=True)
+
+    if index.kind == "flat":
+        measure("new: numpy encode + PQ scan + exact rescoring", encoder.encode, lambda v: index.search(v, 10))
+        measure("old: torch encode + exact FAISS scan", torch_encoder.encode, lambda v: index.search(v, 10, exact=True))
+    else:
+        hnsw = faiss.downcast_index(index.faiss_index.index).hnsw
+        recorded = hnsw.efSearch
+        for ef in sorted({32, 48, 64, 96, recorded, 128, 256}):
+            hnsw.efSearch = ef
+            measure(f"numpy encode + HNSW efSearch {ef}{' (recorded)' if ef == recorded else ''}", encoder.encode,
+                    lambda v: index.search(v, 10))
+        hnsw.efSearch = recorded
+        measure(f"old: torch encode + HNSW efSearch {recorded}", torch_encoder.encode, lambda v: index.search(v, 10))
+    result["warm"] = paths
+    index.close()
+
+    exe = shutil.which("dupfinder") or str(Path(sys.executable).parent / "dupfinder")
+    cmd = [exe, "query", "How old are you?", "--index", str(out)] + (["--model", args.model] if args.model else [])
+    cold = []
+    for _ in range(args.cold_runs):
+        s = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        cold.append(time.perf_counter() - s)
+        if r.returncode != 0:
+            print(r.stderr)
+            break
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; from dupfinder.cli import cli\ntry: cli(sys.argv[1:])\nexcept SystemExit: pass\n"
+         "print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr)", *cmd[1:]],
+        capture_output=True, text=True,
+    )
+    imports = subprocess.run(
+        [sys.executable, "-c", "import time; t=time.perf_counter(); import torch; a=time.perf_counter(); import faiss; "
+         "b=time.perf_counter(); print(f'{a-t:.3f} {b-a:.3f}')"], capture_output=True, text=True,
+    ).stdout.split()
+    result["cold"] = {
+        "command": " ".join(cmd), "runs_s": [round(c, 3) for c in cold], "median_s": round(statistics.median(cold), 3),
+        "torch_imported": probe.stderr.strip().splitlines()[-1] == "torch imported",
+        "import_torch_s": float(imports[0]), "import_faiss_s": float(imports[1]),
+    }
+    c = result["cold"]
+    print(f"cold `dupfinder query` process (a new process each run; files in the page cache): median {c['median_s']:.2f} s "
+          f"of {', '.join(f'{x:.2f}' for x in cold)} s; {probe.stderr.strip().splitlines()[-1]} "
+          f"(import torch alone {c['import_torch_s']:.2f} s, faiss {c['import_faiss_s']:.2f} s)")
 
 
 if __name__ == "__main__":
