@@ -376,3 +376,12 @@ def test_index_written_before_the_scan_is_searched_exactly_then_gains_it(tmp_pat
     add_questions(tmp_path / "ix", enc, [Question("new", "one more")])
     manifest = json.loads((tmp_path / "ix" / MANIFEST).read_text())
     assert manifest["scan"] == {**vars(ScanConfig())}
+
+
+def test_damaged_scan_file_falls_back_to_exact_search(tmp_path):
+    enc = FakeEncoder(dim=16)
+    add_questions(tmp_path / "ix", enc, scan_corpus(40), scan=ScanConfig(min_count=10))
+    (tmp_path / "ix" / "gen-1" / SCAN_FILE).write_bytes(b"not a faiss file")
+    with QuestionIndex.open(tmp_path / "ix") as idx:
+        assert idx.scan_index is None
+        assert idx.search(enc.encode(["scan question 5"]), 1)[1][0, 0] == 5
