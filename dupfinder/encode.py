@@ -88,8 +88,10 @@ class Encoder:
     (written before it existed) always runs in torch.
 
     >>> enc = load_model()
-    >>> v = enc.encode(["How old are you?", "What is your age?"])
-    >>> float(v[0] @ v[1]) > enc.threshold
+    >>> v = enc.encode(["How do I learn Python?", "What is the best way to learn Python?"])
+    >>> v.shape, v.dtype
+    ((2, 256), dtype('float32'))
+    >>> float(v[0] @ v[1]) > enc.threshold  # cosine = inner product of unit vectors
     True
     """
 
