@@ -79,7 +79,7 @@ def cli():
 @click.option("--dev", "dev_file", type=str, default=None, help="Pairs file scored after each epoch, for the log only.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt with its recorded settings.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True, help="Duplicate pairs per batch.")
 @click.option("--neg-pairs", type=click.IntRange(min=0), default=128, show_default=True, help="Labeled non-duplicate pairs per batch (0: course recipe).")
 @click.option("--swap-negatives", type=click.IntRange(min=0), default=0, show_default=True,

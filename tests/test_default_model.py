@@ -34,3 +34,9 @@ def test_load_model_without_a_path_gives_the_shipped_model():
 def test_a_changed_entity_is_not_a_duplicate(a, b):
     enc = dupfinder.load_model()
     assert enc.similarity(a, b) < enc.threshold
+
+
+def test_a_reworded_short_question_is_a_duplicate():
+    """Issue 2's first example: different words, same question."""
+    enc = dupfinder.load_model()
+    assert enc.similarity("How old are you?", "What is your age?") > enc.threshold
