@@ -231,8 +231,11 @@ def write_questions(path: Path, n: int, seed: int) -> None:
 
 
 def run_index(args: list[str]) -> subprocess.Popen:
+    # a shell's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    # give the child the default disposition so Ctrl-C is tested however the suite was started
     return subprocess.Popen([sys.executable, "-m", "dupfinder", "index", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_killed_index_leaves_the_previous_index(tmp_path, tiny_model):
