@@ -15,7 +15,7 @@ import numpy as np
 
 from .artifacts import LoadedModel, ModelFiles, load_network, load_numpy_weights, read_model_dir
 from .errors import ModelError
-from .text import UNK_ID, Vocab, tokenize
+from .text import Vocab, tokenize
 
 if TYPE_CHECKING:
     import torch
@@ -40,13 +40,9 @@ def pad_batch(seqs: Sequence[np.ndarray]) -> tuple["torch.Tensor", "torch.Tensor
     """Token id arrays -> padded ids (B, T) int64 and lengths (B,); an empty question is one UNK."""
     import torch
 
-    lengths = np.fromiter((max(1, len(s)) for s in seqs), dtype=np.int64, count=len(seqs))
-    ids = np.zeros((len(seqs), int(lengths.max())), dtype=np.int64)
-    for row, s in enumerate(seqs):
-        if len(s):
-            ids[row, : len(s)] = s
-        else:
-            ids[row, 0] = UNK_ID
+    from .npencode import pad_ids
+
+    ids, lengths = pad_ids(seqs)
     return torch.from_numpy(ids), torch.from_numpy(lengths)
 
 

@@ -276,9 +276,8 @@ class QuestionIndex:
         import faiss
 
         if self._stored is None:
-            inner = faiss.downcast_index(self.faiss_index.index)
-            # views, not copies: with a mapped index these read the page cache
-            self._stored = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * self.dim).reshape(inner.ntotal, self.dim)
+            # a view, not a copy: with a mapped index it reads the page cache
+            self._stored = _stored_vectors(self.faiss_index)
             self._id_map = faiss.vector_to_array(self.faiss_index.id_map)
         n_cand = min(max(int(self.manifest["scan"]["candidates"]), k), self.count)
         _, cand = self.scan_index.search(vectors, n_cand)  # (n, c) rows of the flat index
@@ -402,6 +401,14 @@ def _new_faiss(kind: str, dim: int, hnsw: HnswConfig):
     return faiss.IndexIDMap(inner)
 
 
+def _stored_vectors(faiss_index) -> np.ndarray:
+    """The float32 vectors (n, d) of a flat IndexIDMap, in row order, as a view of FAISS's own buffer."""
+    import faiss
+
+    inner = faiss.downcast_index(faiss_index.index)
+    return faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
+
+
 def _build_scan(manifest: dict, faiss_index):
     """The PQ fast-scan index over a flat index's vectors (same row order), or None when not wanted."""
     import faiss
@@ -409,11 +416,10 @@ def _build_scan(manifest: dict, faiss_index):
     if manifest["kind"] != "flat" or "scan" not in manifest:
         return None
     config = ScanConfig(**manifest["scan"])
-    inner = faiss.downcast_index(faiss_index.index)
-    n, d = inner.ntotal, inner.d
+    n, d = faiss_index.ntotal, faiss_index.d
     if n < config.min_count:
         return None
-    stored = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)  # (n, d) float32 view
+    stored = _stored_vectors(faiss_index)
     sample = np.sort(np.random.default_rng(0).choice(n, min(n, config.train_sample), replace=False))
     scan = faiss.IndexPQFastScan(d, config.m or d // 2, 4, faiss.METRIC_INNER_PRODUCT)
     # one thread: k-means over OpenMP on a busy 2-core machine took 90 s instead of 1.5 s

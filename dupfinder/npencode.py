@@ -15,6 +15,18 @@ POOLINGS = ("mean", "max", "meanmax")
 KNOWN_KEYS = {"vocab_size", "d_embed", "d_model", "n_layers", "bidirectional", "pooling", "d_out", "dropout"}
 
 
+def pad_ids(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Token id arrays -> right-padded ids (B, T) int64 and lengths (B,); an empty question is one UNK."""
+    lengths = np.fromiter((max(1, len(s)) for s in seqs), dtype=np.int64, count=len(seqs))
+    ids = np.zeros((len(seqs), int(lengths.max())), dtype=np.int64)
+    for row, s in enumerate(seqs):
+        if len(s):
+            ids[row, : len(s)] = s
+        else:
+            ids[row, 0] = UNK_ID
+    return ids, lengths
+
+
 def vector_dim(config: Mapping) -> int:
     """Dimension of the encoder's vectors, as `ModelConfig.d_vector` computes it."""
     if config.get("d_out"):
@@ -100,17 +112,10 @@ class NumpyEncoder:
         b = len(seqs)
         if b == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        lengths = np.fromiter((max(1, len(s)) for s in seqs), dtype=np.int64, count=b)
+        ids, lengths = pad_ids(seqs)  # (B, T), (B,)
         order = np.argsort(-lengths, kind="stable")  # longest first: the rows still running are a prefix
-        lengths = lengths[order]
+        ids, lengths = ids[order], lengths[order]
         t_max = int(lengths[0])
-        ids = np.zeros((b, t_max), dtype=np.int64)  # (B, T)
-        for row, i in enumerate(order.tolist()):
-            s = seqs[i]
-            if len(s):
-                ids[row, : len(s)] = s
-            else:
-                ids[row, 0] = UNK_ID
         steps = np.arange(t_max)
         uniform = bool(lengths[-1] == t_max)  # one question, or all of one length: no padding to step around
         mask = None if uniform else steps[None, :] < lengths[:, None]  # (B, T)

@@ -209,10 +209,12 @@ class WordSwapper:
     def __call__(self, seqs: list[np.ndarray], rng: np.random.Generator) -> tuple[list[int], list[np.ndarray]]:
         """(indices of the questions used, their altered copies); questions with no word are skipped."""
         used, out = [], []
+        if len(self.words) < 2:  # nothing to swap a word for
+            return used, out
         draws = np.minimum(np.searchsorted(self.cdf, rng.random(len(seqs))), len(self.words) - 1)
         for i, s in enumerate(seqs):
             positions = np.flatnonzero(self.is_word[s])
-            if not len(positions) or len(self.words) < 2:
+            if not len(positions):
                 continue
             pos = positions[rng.integers(len(positions))]
             word = self.words[draws[i]]
