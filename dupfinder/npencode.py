@@ -1,6 +1,7 @@
-"""The encoder's forward pass in numpy, without torch: for queries, where one question costs torch
-more in import time and per-call overhead than in arithmetic. Same math as `model.SiameseEncoder`
-in eval mode; `tests/test_npencode.py` holds the two to 1e-5."""
+"""The encoder's forward pass without torch (numpy, and the numba-compiled LSTM recurrence of
+`lstm_kernel`): for queries, where one question costs torch more in import time and per-call
+overhead than in arithmetic. Same math as `model.SiameseEncoder` in eval mode;
+`tests/test_npencode.py` holds the two to 1e-5."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .lstm_kernel import lstm_layer
 from .text import UNK_ID
 
 POOLINGS = ("mean", "max", "meanmax")
@@ -61,7 +63,7 @@ def expected_shapes(config: Mapping) -> dict[str, tuple[int, ...]]:
 def _gate_params(w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray, h: int):
     """Transposed float32 weights and one bias, gates reordered from PyTorch's (i, f, g, o) to
     (i, f, o, g) so that one contiguous slice takes the sigmoid and one the tanh; the sigmoid rows
-    are negated (exactly), since sigmoid(x) = 1 / (1 + exp(-x)) and np.exp is much faster than np.tanh."""
+    are negated (exactly), since sigmoid(x) = 1 / (1 + exp(-x)): the form `lstm_kernel.lstm_layer` takes."""
     order = np.r_[0 : 2 * h, 3 * h : 4 * h, 2 * h : 3 * h]
     sign = np.r_[np.full(3 * h, -1.0), np.ones(h)].astype(np.float32)[:, None]
     w_ih_t = (w_ih.astype(np.float32)[order] * sign).T.copy()  # (E, 4h)
@@ -92,14 +94,14 @@ class NumpyEncoder:
         self.dirs = 2 if config["bidirectional"] else 1
         self.pooling = config["pooling"]
         self.embed = np.asarray(weights["embed.weight"], dtype=np.float32)  # (V, E)
-        self.layers = []  # per layer: W_ih^T (dirs, E_in, 4h), W_hh^T (dirs, h, 4h), bias (dirs, 1, 4h)
+        self.layers = []  # per layer: W_ih^T (E_in, dirs*4h), bias (dirs*4h,), W_hh^T (dirs, h, 4h)
         for layer in range(config["n_layers"]):
             params = [
                 _gate_params(*(weights[f"lstm.{kind}_l{layer}{suffix}"] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")), self.h)
                 for suffix in ("", "_reverse")[: self.dirs]
             ]
-            w_ih_t, w_hh_t, bias = (np.stack(p) for p in zip(*params))
-            self.layers.append((w_ih_t, w_hh_t, bias[:, None, :]))
+            w_ih_t, w_hh_t, bias = zip(*params)
+            self.layers.append((np.concatenate(w_ih_t, axis=1), np.concatenate(bias), np.stack(w_hh_t)))
         self.proj = None
         if config.get("d_out"):
             self.proj = (
@@ -113,74 +115,23 @@ class NumpyEncoder:
         if b == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         ids, lengths = pad_ids(seqs)  # (B, T), (B,)
-        order = np.argsort(-lengths, kind="stable")  # longest first: the rows still running are a prefix
-        ids, lengths = ids[order], lengths[order]
-        t_max = int(lengths[0])
-        steps = np.arange(t_max)
-        uniform = bool(lengths[-1] == t_max)  # one question, or all of one length: no padding to step around
-        mask = None if uniform else steps[None, :] < lengths[:, None]  # (B, T)
-        active = [b] * t_max if uniform else (lengths[None, :] > steps[:, None]).sum(axis=1).tolist()
-
-        def reverse(a: np.ndarray) -> np.ndarray:
-            """(B, T, F) -> each row's real steps backwards, padding left in place (an involution)."""
-            if uniform:
-                return a[:, ::-1]
-            rev = np.where(mask, lengths[:, None] - 1 - steps[None, :], steps[None, :])  # (B, T)
-            return np.take_along_axis(a, rev[:, :, None], axis=1)
-
+        t_max = ids.shape[1]
+        uniform = bool(lengths.min() == t_max)  # one question, or all of one length: no padding
         x = self.embed[ids]  # (B, T, E)
-        for w_ih_t, w_hh_t, bias in self.layers:
-            inputs = x[None] if self.dirs == 1 else np.stack([x, reverse(x)])  # (dirs, B, T, E_in), direction-time order
-            out = self._lstm(inputs, w_ih_t, w_hh_t, bias, active)  # (dirs, B, T, h), direction-time order
-            if self.dirs == 2:  # back to time order; torch concatenates the features as [forward, reverse]
-                out[1] = reverse(out[1])
-            x = np.concatenate(list(out), axis=-1)  # (B, T, dirs*h)
+        for w_ih_t, bias, w_hh_t in self.layers:
+            pre = (x.reshape(b * t_max, -1) @ w_ih_t).reshape(b, t_max, -1)  # (B, T, dirs*4h)
+            pre += bias
+            # padding steps stay zero: they add nothing to a mean, and max pooling masks them
+            x = lstm_layer(pre, w_hh_t, lengths, np.zeros((b, t_max, self.dirs * self.h), dtype=np.float32))
 
         pooled = []
         if self.pooling in ("mean", "meanmax"):
-            total = x.sum(axis=1) if uniform else np.where(mask[:, :, None], x, 0).sum(axis=1)
-            pooled.append(total / lengths[:, None].astype(np.float32))  # (B, H)
+            pooled.append(x.sum(axis=1) / lengths[:, None].astype(np.float32))  # (B, H)
         if self.pooling in ("max", "meanmax"):
-            pooled.append(x.max(axis=1) if uniform else np.where(mask[:, :, None], x, -np.inf).max(axis=1))  # (B, H)
+            real = np.arange(t_max)[None, :, None] < lengths[:, None, None]  # (B, T, 1)
+            pooled.append(x.max(axis=1) if uniform else np.where(real, x, -np.inf).max(axis=1))  # (B, H)
         v = np.concatenate(pooled, axis=-1).astype(np.float32)  # (B, H) or (B, 2H)
         if self.proj is not None:
             v = v @ self.proj[0] + self.proj[1]  # (B, D)
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        out = np.empty_like(v)
-        out[order] = v
-        return out
-
-    def _lstm(self, inputs, w_ih_t, w_hh_t, bias, active) -> np.ndarray:
-        """One LSTM layer, both directions in lockstep over direction-time ordered inputs (dirs, B, T, E_in).
-
-        Per step: one matmul per direction, then a few in-place ufuncs; with a single question the
-        cost is numpy's per-call overhead, so the step does as few calls as it can.
-        """
-        dirs, b, t_max, _ = inputs.shape
-        h = self.h
-        pre = np.matmul(inputs.reshape(dirs, b * t_max, -1), w_ih_t).reshape(dirs, b, t_max, 4 * h)
-        pre += bias[:, :, None, :]
-        pre = np.ascontiguousarray(pre.transpose(2, 0, 1, 3))  # (T, dirs, B, 4h): one contiguous block per step
-        out = np.zeros((t_max, dirs, b, h), dtype=np.float32)
-        cell = np.zeros((dirs, b, h), dtype=np.float32)
-        hid = out[0]  # zeros: the initial state
-        for t in range(t_max):
-            n = active[t]
-            z = np.matmul(hid[:, :n], w_hh_t)  # (dirs, n, 4h)
-            z += pre[t, :, :n]
-            sig = z[..., : 3 * h]  # -(i, f, o) pre-activations
-            # sigmoid(-30) = 9e-14: the clip changes nothing that matters, and it keeps exp from
-            # overflowing and 1 / (1 + exp) from making subnormals, which cost x86 a hundredfold
-            np.minimum(sig, 30.0, out=sig)
-            np.exp(sig, out=sig)
-            sig += 1.0
-            np.reciprocal(sig, out=sig)  # i, f, o
-            g = z[..., 3 * h :]
-            np.tanh(g, out=g)
-            g *= sig[..., :h]
-            c = cell[:, :n]
-            c *= sig[..., h : 2 * h]
-            c += g
-            hid = out[t]
-            np.multiply(sig[..., 2 * h :], np.tanh(c), out=hid[:, :n])
-        return out.transpose(1, 2, 0, 3)  # (dirs, B, T, h)
+        return v

@@ -131,3 +131,12 @@ def test_query_process_does_not_import_torch(tmp_path, tiny_model):
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout)["hits"]
     assert hits[0]["text"] == "How old are you?" and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_kernel_exp_is_float32_accurate_over_the_clipped_range():
+    from dupfinder.lstm_kernel import CLIP, exp_into
+
+    x = np.linspace(-CLIP, CLIP, 100_001, dtype=np.float32)
+    out, bits = np.empty_like(x), np.empty(len(x), dtype=np.int32)
+    exp_into(x, out, bits)
+    assert np.max(np.abs(out / np.exp(x.astype(np.float64)) - 1)) < 2e-7
