@@ -86,6 +86,8 @@ def cli():
               help="Synthetic negatives per batch: a question with one word replaced by another.")
 @click.option("--swap-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="Weight of the swapped-word negatives' ranking term.")
+@click.option("--cluster-pairs", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Implied duplicates (a = b and b = c, so a = c) added per labeled duplicate of a cluster.")
 @click.option("--margin", type=click.FloatRange(0.0, 2.0), default=0.25, show_default=True, help="Triplet margin alpha.")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
 @click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
@@ -95,7 +97,7 @@ def cli():
 @click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, swap_negatives, swap_weight, margin, lr, d_model, layers,
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, swap_negatives, swap_weight, cluster_pairs, margin, lr, d_model, layers,
           bidirectional, pooling, glove, val_fraction, threads):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -110,7 +112,7 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
     if not resume and (out_dir / "manifest.json").exists():
         raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
     config = TrainConfig(
-        seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, sub_negs=swap_negatives, sub_weight=swap_weight, margin=margin, lr=lr,
+        seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, lr=lr,
         val_fraction=val_fraction, glove=glove, threads=threads,
     )
     config.model.d_model, config.model.n_layers = d_model, layers

@@ -255,6 +255,37 @@ def duplicate_clusters(pairs: Pairs) -> dict[int, int]:
     return {q: find(q) for q in parent}
 
 
+def cluster_positives(pairs: Pairs, clusters: dict[int, int], seed: int, per_labeled: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Unlabeled duplicate pairs implied by the clusters: (qid1, qid2) arrays.
+
+    If a = b and b = c are labeled, a = c is a duplicate too, but no row says so. Each cluster of
+    three or more questions contributes up to `per_labeled` x its labeled duplicate pairs of these
+    implied pairs, drawn at random (deterministic for `seed`), so a big cluster cannot crowd out
+    the small ones.
+    """
+    dup = pairs.label == 1
+    members: dict[int, set[int]] = {}
+    labeled: dict[int, set[tuple[int, int]]] = {}
+    for a, b in zip(pairs.qid1[dup].tolist(), pairs.qid2[dup].tolist()):
+        c = clusters[a]
+        members.setdefault(c, set()).update((a, b))
+        labeled.setdefault(c, set()).add((min(a, b), max(a, b)))
+    rng = np.random.default_rng([seed, 7])
+    out1: list[int] = []
+    out2: list[int] = []
+    for c in sorted(members):
+        qs = sorted(members[c])
+        n, seen = len(qs), labeled[c]
+        if n < 3 or len(seen) == n * (n - 1) // 2:
+            continue
+        want = min(int(round(per_labeled * len(seen))), n * (n - 1) // 2 - len(seen))
+        i, j = np.triu_indices(n, 1)
+        keep = [k for k in rng.permutation(len(i)).tolist() if (qs[i[k]], qs[j[k]]) not in seen][:want]
+        out1 += [qs[i[k]] for k in keep]
+        out2 += [qs[j[k]] for k in keep]
+    return np.asarray(out1, dtype=np.int64), np.asarray(out2, dtype=np.int64)
+
+
 def split_by_cluster(
     pairs: Pairs, clusters: dict[int, int], val_fraction: float, seed: int, max_cluster: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .artifacts import save_model, write_atomic
-from .data import PairBatcher, Pairs, duplicate_clusters, load_pairs, split_by_cluster
+from .data import PairBatcher, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
 from .encode import encode_sequences, pad_batch
 from .errors import InputError, ModelError
 from .evaluate import calibrate, pair_metrics
@@ -36,6 +36,7 @@ class TrainConfig:
     neg_weight: float = 1.0  # weight of the labeled-negative ranking term
     sub_negs: int = 0  # synthetic negatives per batch: a question with one word swapped for another
     sub_weight: float = 1.0  # weight of their ranking term
+    cluster_pairs: float = 0.0  # implied duplicates (a = b, b = c, so a = c) added per labeled duplicate of a cluster
     margin: float = 0.25  # alpha of the triplet loss
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
@@ -226,16 +227,14 @@ class WordSwapper:
 
 
 def batch_loss(
-    network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dup_idx: np.ndarray, neg_idx: np.ndarray,
+    network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dups: Pairs, negs: Pairs,
     swapped: tuple[list[int], list[np.ndarray]] = ([], []),
 ) -> torch.Tensor:
-    """The loss of one batch. `swapped` = (rows of dup_idx whose q1 was altered, the altered token ids)."""
-    train = prepared.train
-    dups, negs = train.subset(dup_idx), train.subset(neg_idx)
+    """The loss of one batch. `swapped` = (rows of `dups` whose q1 was altered, the altered token ids)."""
     qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2]
     ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()] + swapped[1])
     v = network(ids, lengths)  # (2b + 2k + m, D)
-    b, k = len(dup_idx), len(neg_idx)
+    b, k = len(dups), len(negs)
     v1, v2 = v[:b], v[b : 2 * b]  # (b, D) each
     sim = v1 @ v2.T  # (b, b): cosines, since rows are unit vectors
     loss = triplet_loss_hard(sim, config.margin, reduction="mean")
@@ -323,7 +322,13 @@ def train(
     # labeled non-duplicates inside one duplicate cluster contradict the clusters: leave them out
     c = prepared.cluster_of
     neg_pairs = neg_pairs[[c[a] != c[b] for a, b in zip(train.qid1[neg_pairs].tolist(), train.qid2[neg_pairs].tolist())]]
-    batcher = PairBatcher(np.fromiter((c[q] for q in train.qid1[dup_pairs].tolist()), dtype=np.int64), config.batch_size, config.seed)
+    positives = train.subset(dup_pairs)
+    if config.cluster_pairs > 0:
+        extra1, extra2 = cluster_positives(train, c, config.seed, config.cluster_pairs)
+        log(f"{len(extra1):,} implied duplicate pairs added to {len(positives):,} labeled ones")
+        positives = Pairs(np.r_[positives.qid1, extra1], np.r_[positives.qid2, extra2],
+                          np.ones(len(positives) + len(extra1), dtype=np.int8), train.questions, train.report)
+    batcher = PairBatcher(np.fromiter((c[q] for q in positives.qid1.tolist()), dtype=np.int64), config.batch_size, config.seed)
     steps_per_epoch = len(batcher.epoch(0))
     swapper = WordSwapper(prepared.vocab) if config.sub_negs else None
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
@@ -352,12 +357,12 @@ def train(
             for i in range(state.step_in_epoch, len(batches)):
                 k = config.neg_pairs
                 negs = np.take(neg_order, np.arange(i * k, (i + 1) * k), mode="wrap") if k and len(neg_order) else np.zeros(0, np.int64)
-                dup_idx = dup_pairs[batches[i]]
+                dups = positives.subset(batches[i])
                 swapped = ([], [])
                 if swapper is not None:
-                    firsts = [prepared.tokens[q] for q in train.qid1[dup_idx[: config.sub_negs]].tolist()]
+                    firsts = [prepared.tokens[q] for q in dups.qid1[: config.sub_negs].tolist()]
                     swapped = swapper(firsts, np.random.default_rng([config.seed, state.epoch, 2, i]))
-                loss = batch_loss(network, prepared, config, dup_idx, negs, swapped)
+                loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)

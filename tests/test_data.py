@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from dupfinder.data import PairBatcher, duplicate_clusters, load_pairs, load_questions, split_by_cluster
+from dupfinder.data import Pairs, PairBatcher, ReadReport, cluster_positives, duplicate_clusters, load_pairs, load_questions, split_by_cluster
 from dupfinder.errors import InputError
 
 HEADER = b"id,qid1,qid2,question1,question2,is_duplicate\n"
@@ -129,6 +129,24 @@ def test_batcher_never_puts_one_cluster_twice_in_a_batch(batch_size):
     # deterministic per (seed, epoch), reshuffled across epochs
     assert all(np.array_equal(p, q) for p, q in zip(b.epoch(0), PairBatcher(cluster, batch_size, seed=3).epoch(0)))
     assert not all(np.array_equal(p, q) for p, q in zip(b.epoch(0), b.epoch(1)))
+
+
+def test_cluster_positives_are_implied_unlabeled_duplicates_capped_per_cluster():
+    # cluster A: a chain 1-2-3-4 (3 labeled, 3 implied); cluster B: 10-11 only (nothing implied);
+    # cluster C: a triangle 20-21-22, all labeled (nothing implied); 1-10 is a labeled non-duplicate
+    q1 = np.array([1, 2, 3, 10, 20, 21, 20, 1])
+    q2 = np.array([2, 3, 4, 11, 21, 22, 22, 10])
+    label = np.array([1, 1, 1, 1, 1, 1, 1, 0], dtype=np.int8)
+    questions = {q: f"question {q}" for q in np.r_[q1, q2].tolist()}
+    pairs = Pairs(q1, q2, label, questions, ReadReport("test"))
+    clusters = duplicate_clusters(pairs)
+    a, b = cluster_positives(pairs, clusters, seed=0, per_labeled=1.0)
+    got = {tuple(sorted(p)) for p in zip(a.tolist(), b.tolist())}
+    assert got == {(1, 3), (1, 4), (2, 4)}  # every implied pair of A, fewer than its 3 labeled
+    a, b = cluster_positives(pairs, clusters, seed=0, per_labeled=0.5)
+    assert len(a) == 2 and {tuple(sorted(p)) for p in zip(a.tolist(), b.tolist())} <= got  # round(0.5 x 3)
+    again = cluster_positives(pairs, clusters, seed=0, per_labeled=0.5)
+    assert np.array_equal(again[0], a) and np.array_equal(again[1], b)
 
 
 def test_batcher_refuses_batch_of_one():
