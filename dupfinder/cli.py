@@ -71,6 +71,9 @@ def cli():
 
     Example: dupfinder similarity "How old are you?" "What is your age?"
     """
+    from .encode import use_jit
+
+    use_jit(False)  # one process per command: loading the numba kernel would cost more than it saves
 
 
 @cli.command()

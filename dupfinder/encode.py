@@ -26,6 +26,16 @@ BACKENDS = ("auto", "numpy", "torch")
 # questions/s, torch 5,000-8,000.
 NUMPY_MAX_BATCH = 64
 _torch_threads: int | None = None
+# Whether new encoders run the numba-compiled LSTM kernel for small batches (see npencode). A
+# long-lived process (a service, a benchmark) wants it: one question 0.26 ms instead of 0.56; a
+# one-shot CLI process does not, since importing numba and loading the kernel costs ~0.5 s.
+_jit = True
+
+
+def use_jit(flag: bool) -> None:
+    """Default for encoders created from now on: numba kernel (True) or plain numpy (False)."""
+    global _jit
+    _jit = flag
 
 
 def set_torch_threads(threads: int | None) -> None:
@@ -91,7 +101,7 @@ class Encoder:
     True
     """
 
-    def __init__(self, model: ModelFiles, backend: str = "auto"):
+    def __init__(self, model: ModelFiles, backend: str = "auto", jit: bool | None = None):
         from .npencode import supports, vector_dim
 
         if backend not in BACKENDS:
@@ -110,18 +120,18 @@ class Encoder:
         self._numpy = None
         self.backend = backend
         if backend != "torch" and supports(model.model_config):
-            self._numpy = self._load_numpy()
+            self._numpy = self._load_numpy(_jit if jit is None else jit)
         if backend == "numpy" and self._numpy is None:
             raise ModelError(f"{model.path} cannot run without torch (no weights.npz, or a config numpy does not support)")
 
-    def _load_numpy(self):
+    def _load_numpy(self, jit: bool):
         from .npencode import NumpyEncoder
 
         weights = load_numpy_weights(self.files)
         if weights is None:
             return None
         try:
-            return NumpyEncoder(self.files.model_config, weights)
+            return NumpyEncoder(self.files.model_config, weights, jit=jit)
         except ValueError as e:
             raise ModelError(f"{self.path / 'weights.npz'} does not match config.json ({e}); retrain or restore the model") from None
 
@@ -158,9 +168,9 @@ class Encoder:
         return float(va @ vb)
 
 
-def load_model(path: str | Path | None = None, backend: str = "auto") -> Encoder:
+def load_model(path: str | Path | None = None, backend: str = "auto", jit: bool | None = None) -> Encoder:
     """Load a model directory as an `Encoder`; with no path, the default model shipped in the package.
 
     Reads no torch weights until a batch needs them (see `Encoder`).
     """
-    return Encoder(read_model_dir(path), backend)
+    return Encoder(read_model_dir(path), backend, jit)

@@ -1,6 +1,7 @@
-"""The encoder's forward pass without torch (numpy, and the numba-compiled LSTM recurrence of
-`lstm_kernel`): for queries, where one question costs torch more in import time and per-call
-overhead than in arithmetic. Same math as `model.SiameseEncoder` in eval mode;
+"""The encoder's forward pass without torch: for queries, where one question costs torch more in
+import time and per-call overhead than in arithmetic. The LSTM recurrence runs either in plain
+numpy or, with `jit=True`, in the numba-compiled `lstm_kernel` (about twice as fast per question,
+but importing numba and loading the compiled code costs about half a second once per process). Same math as `model.SiameseEncoder` in eval mode;
 `tests/test_npencode.py` holds the two to 1e-5."""
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .lstm_kernel import lstm_layer
 from .text import UNK_ID
 
 POOLINGS = ("mean", "max", "meanmax")
@@ -80,7 +80,7 @@ class NumpyEncoder:
     (2, 256)
     """
 
-    def __init__(self, config: Mapping, weights: Mapping[str, np.ndarray]):
+    def __init__(self, config: Mapping, weights: Mapping[str, np.ndarray], jit: bool = False):
         if not supports(config):
             raise ValueError(f"config not supported by the numpy encoder: {dict(config)}")
         want = expected_shapes(config)
@@ -102,6 +102,15 @@ class NumpyEncoder:
             ]
             w_ih_t, w_hh_t, bias = zip(*params)
             self.layers.append((np.concatenate(w_ih_t, axis=1), np.concatenate(bias), np.stack(w_hh_t)))
+        self.layer = self._layer_numpy
+        self.jit = False
+        if jit:  # imports numba and loads (or compiles) the kernel: about 0.5 s, once per process
+            try:
+                from .lstm_kernel import lstm_layer
+            except ImportError:  # numba missing or broken: plain numpy gives the same vectors
+                pass
+            else:
+                self.layer, self.jit = lstm_layer, True
         self.proj = None
         if config.get("d_out"):
             self.proj = (
@@ -115,14 +124,14 @@ class NumpyEncoder:
         if b == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         ids, lengths = pad_ids(seqs)  # (B, T), (B,)
+        order = np.argsort(-lengths, kind="stable")  # longest first: the numpy path steps a prefix of rows
+        ids, lengths = ids[order], lengths[order]
         t_max = ids.shape[1]
-        uniform = bool(lengths.min() == t_max)  # one question, or all of one length: no padding
+        uniform = bool(lengths[-1] == t_max)  # one question, or all of one length: no padding
         x = self.embed[ids]  # (B, T, E)
         for w_ih_t, bias, w_hh_t in self.layers:
-            pre = (x.reshape(b * t_max, -1) @ w_ih_t).reshape(b, t_max, -1)  # (B, T, dirs*4h)
-            pre += bias
             # padding steps stay zero: they add nothing to a mean, and max pooling masks them
-            x = lstm_layer(pre, w_hh_t, lengths, np.zeros((b, t_max, self.dirs * self.h), dtype=np.float32))
+            x = self.layer(x, w_ih_t, bias, w_hh_t, lengths, np.zeros((b, t_max, self.dirs * self.h), dtype=np.float32))
 
         pooled = []
         if self.pooling in ("mean", "meanmax"):
@@ -134,4 +143,54 @@ class NumpyEncoder:
         if self.proj is not None:
             v = v @ self.proj[0] + self.proj[1]  # (B, D)
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        return v
+        out = np.empty_like(v)
+        out[order] = v
+        return out
+
+    def _layer_numpy(self, x, w_ih_t, bias, w_hh_t, lengths, out) -> np.ndarray:
+        """`lstm_kernel.lstm_layer` in plain numpy, for rows sorted longest first (no numba import).
+
+        Each step is one matmul for all directions and rows still running, then a few in-place
+        ufuncs; with a single question the cost is numpy's per-call overhead, so a step does as
+        few calls as it can.
+        """
+        b, t_max, _ = x.shape
+        dirs, h = self.dirs, self.h
+        steps = np.arange(t_max)
+        rev = np.where(steps[None, :] < lengths[:, None], lengths[:, None] - 1 - steps[None, :], steps[None, :])  # (B, T)
+
+        def reverse(a: np.ndarray) -> np.ndarray:
+            """(B, T, F) -> each row's real steps backwards, padding left in place (an involution)."""
+            return np.take_along_axis(a, rev[:, :, None], axis=1)
+
+        pre = (x.reshape(b * t_max, -1) @ w_ih_t + bias).reshape(b, t_max, dirs, 4 * h)
+        if dirs == 2:
+            pre[:, :, 1] = reverse(pre[:, :, 1])
+        pre = np.ascontiguousarray(pre.transpose(1, 2, 0, 3))  # (T, dirs, B, 4h): one block per step
+        active = (lengths[None, :] > steps[:, None]).sum(axis=1).tolist()  # rows still running at each step
+        hidden = np.zeros((t_max, dirs, b, h), dtype=np.float32)
+        cell = np.zeros((dirs, b, h), dtype=np.float32)
+        prev = hidden[0]  # zeros: the initial state
+        for t in range(t_max):
+            n = active[t]
+            z = np.matmul(prev[:, :n], w_hh_t)  # (dirs, n, 4h)
+            z += pre[t, :, :n]
+            sig = z[..., : 3 * h]  # -(i, f, o) pre-activations
+            # the kernel's clip: keeps exp from overflowing and 1 / (1 + exp) from making subnormals
+            np.minimum(sig, 30.0, out=sig)
+            np.exp(sig, out=sig)
+            sig += 1.0
+            np.reciprocal(sig, out=sig)  # i, f, o
+            g = z[..., 3 * h :]
+            np.tanh(g, out=g)
+            g *= sig[..., :h]
+            c = cell[:, :n]
+            c *= sig[..., h : 2 * h]
+            c += g
+            prev = hidden[t]
+            np.multiply(sig[..., 2 * h :], np.tanh(c), out=prev[:, :n])
+        hidden = hidden.transpose(2, 0, 1, 3)  # (B, T, dirs, h)
+        if dirs == 2:
+            hidden[:, :, 1] = reverse(hidden[:, :, 1])
+        out[:] = hidden.reshape(b, t_max, dirs * h)
+        return out

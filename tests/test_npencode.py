@@ -53,10 +53,12 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["numpy", "numba"])
 @pytest.mark.parametrize("config", SHAPES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
-def test_numpy_matches_torch(tmp_path, config):
+def test_numpy_matches_torch(tmp_path, config, jit):
     random_model(tmp_path / "m", **config)
-    np_enc, torch_enc = load_model(tmp_path / "m", backend="numpy"), load_model(tmp_path / "m", backend="torch")
+    np_enc, torch_enc = load_model(tmp_path / "m", backend="numpy", jit=jit), load_model(tmp_path / "m", backend="torch")
+    assert np_enc._numpy.jit is jit
     want = torch_enc.encode(QUESTIONS)
     np.testing.assert_allclose(np_enc.encode(QUESTIONS), want, atol=1e-5)
     # one at a time (no padding at all) and in odd batches (padding between lengths)
@@ -65,8 +67,9 @@ def test_numpy_matches_torch(tmp_path, config):
     assert np_enc.encode([]).shape == (0, torch_enc.dim)
 
 
-def test_numpy_matches_torch_on_trained_tiny_model(tiny_model):
-    np_enc, torch_enc = load_model(tiny_model, backend="numpy"), load_model(tiny_model, backend="torch")
+@pytest.mark.parametrize("jit", [False, True], ids=["numpy", "numba"])
+def test_numpy_matches_torch_on_trained_tiny_model(tiny_model, jit):
+    np_enc, torch_enc = load_model(tiny_model, backend="numpy", jit=jit), load_model(tiny_model, backend="torch")
     np.testing.assert_allclose(np_enc.encode(QUESTIONS), torch_enc.encode(QUESTIONS), atol=1e-5)
 
 
@@ -120,6 +123,7 @@ try:
 except SystemExit as e:
     assert not e.code, e.code
 assert "torch" not in sys.modules, "torch was imported"
+assert "numba" not in sys.modules, "numba was imported (a one-shot CLI process does not need it)"
 """
 
 
