@@ -159,6 +159,8 @@ class Encoder:
     ) -> np.ndarray:
         """Unit vectors for `texts`, float32 (n, d); cosine similarity is their inner product."""
         seqs = self.token_ids(texts)
+        if len(seqs) == 1 and self._numpy is not None and progress is None:
+            return self._numpy(seqs)  # the query path: one question, no batching to arrange
         if self.uses_numpy(len(seqs)):
             return encode_sorted(self._numpy, self.dim, seqs, min(batch_size, NUMPY_MAX_BATCH), progress)
         return encode_sequences(self.network, seqs, batch_size, progress)

@@ -123,9 +123,13 @@ class NumpyEncoder:
         b = len(seqs)
         if b == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        ids, lengths = pad_ids(seqs)  # (B, T), (B,)
-        order = np.argsort(-lengths, kind="stable")  # longest first: the numpy path steps a prefix of rows
-        ids, lengths = ids[order], lengths[order]
+        if b == 1:  # one question, the query path: nothing to pad or sort
+            ids = np.asarray(seqs[0])[None, :] if len(seqs[0]) else np.array([[UNK_ID]])
+            lengths, order = np.array([ids.shape[1]]), None
+        else:
+            ids, lengths = pad_ids(seqs)  # (B, T), (B,)
+            order = np.argsort(-lengths, kind="stable")  # longest first: the numpy path steps a prefix of rows
+            ids, lengths = ids[order], lengths[order]
         t_max = ids.shape[1]
         uniform = bool(lengths[-1] == t_max)  # one question, or all of one length: no padding
         x = self.embed[ids]  # (B, T, E)
@@ -135,14 +139,16 @@ class NumpyEncoder:
 
         pooled = []
         if self.pooling in ("mean", "meanmax"):
-            pooled.append(x.sum(axis=1) / lengths[:, None].astype(np.float32))  # (B, H)
+            pooled.append(x.sum(axis=1) / lengths[:, None].astype(np.float32))  # (B, H) float32
         if self.pooling in ("max", "meanmax"):
             real = np.arange(t_max)[None, :, None] < lengths[:, None, None]  # (B, T, 1)
             pooled.append(x.max(axis=1) if uniform else np.where(real, x, -np.inf).max(axis=1))  # (B, H)
-        v = np.concatenate(pooled, axis=-1).astype(np.float32)  # (B, H) or (B, 2H)
+        v = pooled[0] if len(pooled) == 1 else np.concatenate(pooled, axis=-1)  # (B, H) or (B, 2H) float32
         if self.proj is not None:
             v = v @ self.proj[0] + self.proj[1]  # (B, D)
-        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        v /= np.maximum(np.sqrt(np.einsum("ij,ij->i", v, v))[:, None], 1e-12)
+        if order is None:
+            return v
         out = np.empty_like(v)
         out[order] = v
         return out
