@@ -219,7 +219,7 @@ def measure_index(out: Path, args, texts: list[str], result: dict) -> None:
     else:
         hnsw = faiss.downcast_index(index.faiss_index.index).hnsw
         recorded = hnsw.efSearch
-        for ef in sorted({32, 48, 64, 96, recorded, 128, 256}):
+        for ef in sorted({32, 48, 64, 96, 112, recorded, 128, 256}):
             hnsw.efSearch = ef
             measure(f"numpy encode + HNSW efSearch {ef}{' (recorded)' if ef == recorded else ''}", encoder.encode,
                     lambda v: index.search(v, 10))

@@ -95,12 +95,14 @@ def cli():
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
 @click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Dropout on the word vectors and the pooled vector, in training only.")
 @click.option("--bidirectional/--unidirectional", default=True, show_default=True)
 @click.option("--pooling", type=click.Choice(["mean", "max", "meanmax"]), default="max", show_default=True)
 @click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, swap_negatives, swap_weight, cluster_pairs, margin, lr, d_model, layers,
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, swap_negatives, swap_weight, cluster_pairs, margin, lr, d_model, layers, dropout,
           bidirectional, pooling, glove, val_fraction, threads):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -118,7 +120,7 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
         seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, lr=lr,
         val_fraction=val_fraction, glove=glove, threads=threads,
     )
-    config.model.d_model, config.model.n_layers = d_model, layers
+    config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout
     config.model.bidirectional, config.model.pooling = bidirectional, pooling
     try:
         manifest = run_training(
