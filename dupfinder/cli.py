@@ -305,9 +305,11 @@ def index_cmd(files, index_dir, model_dir, kind, text_column, id_column, threads
               help="Answer every question of this file (same formats as index) as JSON lines.")
 @input_column_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with --file, output is always JSON lines).")
+@click.option("--ef-search", type=click.IntRange(min=1), default=None,
+              help="HNSW indexes: candidates per query, more for recall, fewer for speed (default: as recorded at build).")
 @model_option
 @threads_option
-def query(question, index_dir, k, threshold, query_file, text_column, id_column, as_json, model_dir, threads):
+def query(question, index_dir, k, threshold, query_file, text_column, id_column, as_json, ef_search, model_dir, threads):
     """The k questions of the index nearest to QUESTION, with their cosine, marking duplicates.
 
     The question is encoded with the model that built the index. With no index yet at the
@@ -333,6 +335,11 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
         report = build_demo_index(directory, load_model(model_dir), progress_factory=encoding_progress("indexing demo"))
         log(report.summary(directory))
     index, encoder = open_with_model(directory, model_dir)
+    if ef_search is not None:
+        if index.kind != "hnsw":
+            index.close()
+            raise click.UsageError(f"--ef-search applies to HNSW indexes; {directory} is {index.kind}")
+        index.ef_search = ef_search
     # one question gains nothing from more threads and, on a busy machine, loses a lot
     set_threads(threads or (1 if question is not None else None))
     tau = encoder.threshold if threshold is None else threshold

@@ -121,6 +121,22 @@ def test_hnsw_kind_is_recorded_and_kept(tmp_path, tiny_model, pairs_file):
     assert r.output == f"Error: {ix} is a hnsw index; leave out --kind to append, or use another --index\n"
     r = run("query", "How old are you?", "--index", ix, "--json")
     assert json.loads(r.output)["hits"][0]["id"] == "1"
+    # efSearch: recorded at build, overridable per query process, never rewritten on disk
+    with QuestionIndex.open(ix) as index:
+        assert index.ef_search == index.manifest["hnsw"]["ef_search"] == 96
+        index.ef_search = 7
+        assert index.ef_search == 7
+    with QuestionIndex.open(ix) as index:
+        assert index.ef_search == 96
+    r = run("query", "How old are you?", "--index", ix, "--json", "--ef-search", "400")
+    assert r.exit_code == 0 and json.loads(r.output)["hits"][0]["id"] == "1"
+
+
+def test_ef_search_is_refused_for_a_flat_index(built):
+    r = run("query", "How old are you?", "--index", built, "--ef-search", "64")
+    assert r.exit_code == 2 and r.output.splitlines()[-1] == f"Error: --ef-search applies to HNSW indexes; {built} is flat"
+    with QuestionIndex.open(built) as index, pytest.raises(ValueError, match="HNSW"):
+        index.ef_search = 64
 
 
 def test_first_query_builds_the_demo_index(tmp_path, tiny_model, monkeypatch):
