@@ -85,6 +85,8 @@ def cli():
 @click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True, help="Duplicate pairs per batch.")
 @click.option("--neg-pairs", type=click.IntRange(min=0), default=128, show_default=True, help="Labeled non-duplicate pairs per batch (0: course recipe).")
+@click.option("--neg-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="Weight of the labeled non-duplicates' ranking term.")
 @click.option("--swap-negatives", type=click.IntRange(min=0), default=0, show_default=True,
               help="Synthetic negatives per batch: a question with one word replaced by another.")
 @click.option("--swap-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
@@ -102,7 +104,7 @@ def cli():
 @click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, swap_negatives, swap_weight, cluster_pairs, margin, lr, d_model, layers, dropout,
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, lr, d_model, layers, dropout,
           bidirectional, pooling, glove, val_fraction, threads):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -117,7 +119,7 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
     if not resume and (out_dir / "manifest.json").exists():
         raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
     config = TrainConfig(
-        seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, lr=lr,
+        seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, neg_weight=neg_weight, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, lr=lr,
         val_fraction=val_fraction, glove=glove, threads=threads,
     )
     config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout
