@@ -178,8 +178,6 @@ def texts_from(dev: str, n: int) -> list[str]:
 
 def measure_index(out: Path, args, texts: list[str], result: dict) -> None:
     """Warm latency of the new and old query paths with recall, then the cold process, into `result`."""
-    import faiss
-
     from dupfinder.encode import load_model
     from dupfinder.index import open_with_model
     from dupfinder.search import exact_search
@@ -217,13 +215,12 @@ def measure_index(out: Path, args, texts: list[str], result: dict) -> None:
         measure("new: numpy encode + PQ scan + exact rescoring", encoder.encode, lambda v: index.search(v, 10))
         measure("old: torch encode + exact FAISS scan", torch_encoder.encode, lambda v: index.search(v, 10, exact=True))
     else:
-        hnsw = faiss.downcast_index(index.faiss_index.index).hnsw
-        recorded = hnsw.efSearch
+        recorded = index.ef_search
         for ef in sorted({32, 48, 64, 96, 112, recorded, 128, 256}):
-            hnsw.efSearch = ef
+            index.ef_search = ef
             measure(f"numpy encode + HNSW efSearch {ef}{' (recorded)' if ef == recorded else ''}", encoder.encode,
                     lambda v: index.search(v, 10))
-        hnsw.efSearch = recorded
+        index.ef_search = recorded
         measure(f"old: torch encode + HNSW efSearch {recorded}", torch_encoder.encode, lambda v: index.search(v, 10))
     result["warm"] = paths
     index.close()

@@ -338,10 +338,11 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
         log(report.summary(directory))
     index, encoder = open_with_model(directory, model_dir)
     if ef_search is not None:
-        if index.kind != "hnsw":
+        try:
+            index.ef_search = ef_search
+        except ValueError:  # a flat index (IntRange already refused values below 1)
             index.close()
-            raise click.UsageError(f"--ef-search applies to HNSW indexes; {directory} is {index.kind}")
-        index.ef_search = ef_search
+            raise click.UsageError(f"--ef-search applies to HNSW indexes; {directory} is {index.kind}") from None
     # one question gains nothing from more threads and, on a busy machine, loses a lot
     set_threads(threads or (1 if question is not None else None))
     tau = encoder.threshold if threshold is None else threshold

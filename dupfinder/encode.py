@@ -27,7 +27,7 @@ BACKENDS = ("auto", "numpy", "torch")
 NUMPY_MAX_BATCH = 64
 _torch_threads: int | None = None
 # Whether new encoders run the numba-compiled LSTM kernel for small batches (see npencode). A
-# long-lived process (a service, a benchmark) wants it: one question 0.26 ms instead of 0.56; a
+# long-lived process (a service, a benchmark) wants it: one question 0.23 ms instead of 0.56; a
 # one-shot CLI process does not, since importing numba and loading the kernel costs ~0.5 s.
 _jit = True
 

@@ -199,8 +199,6 @@ class QuestionIndex:
 
         `mmap=False` reads the vectors into memory, for the writers that add to or remove from them.
         """
-        import faiss
-
         directory = Path(directory)
         # a writer may publish two generations (and delete the older) between our reading the
         # manifest and opening its files: then the manifest has changed, and we read it again
@@ -218,8 +216,6 @@ class QuestionIndex:
                 f"{directory} is inconsistent: manifest says {manifest['count']} vectors of dimension "
                 f"{manifest['dimension']}, FAISS has {index.ntotal} of {index.d}, SQLite has {n_rows} rows; rebuild the index"
             )
-        if manifest["kind"] == "hnsw":
-            faiss.downcast_index(index.index).hnsw.efSearch = manifest["hnsw"]["ef_search"]
         if encoder is not None:
             try:
                 _check_model(manifest, encoder, directory)
@@ -228,7 +224,10 @@ class QuestionIndex:
                 raise
         if manifest["kind"] != "flat" or "scan" not in manifest:
             scan = None
-        return cls(directory, manifest, index, db, scan)
+        opened = cls(directory, manifest, index, db, scan)
+        if opened.kind == "hnsw":
+            opened.ef_search = manifest["hnsw"]["ef_search"]
+        return opened
 
     @property
     def count(self) -> int:
@@ -256,11 +255,7 @@ class QuestionIndex:
     def ef_search(self) -> int | None:
         """HNSW candidate list per query (None for a flat index); set it to trade speed for recall
         in this process only: the recorded value stays in the manifest."""
-        if self.kind != "hnsw":
-            return None
-        import faiss
-
-        return int(faiss.downcast_index(self.faiss_index.index).hnsw.efSearch)
+        return None if self.kind != "hnsw" else int(self._graph().efSearch)
 
     @ef_search.setter
     def ef_search(self, value: int) -> None:
@@ -268,9 +263,13 @@ class QuestionIndex:
             raise ValueError(f"efSearch applies to HNSW indexes; {self.directory} is {self.kind}")
         if int(value) < 1:
             raise ValueError(f"efSearch must be at least 1, not {value}")
+        self._graph().efSearch = int(value)
+
+    def _graph(self):
+        """The HNSW graph of an hnsw index (faiss.HNSW)."""
         import faiss
 
-        faiss.downcast_index(self.faiss_index.index).hnsw.efSearch = int(value)
+        return faiss.downcast_index(self.faiss_index.index).hnsw
 
     def search(self, vectors: np.ndarray, k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product (cosine for unit vectors): scores (n, k) float32, ids (n, k) int64, -1 where
@@ -701,8 +700,6 @@ def remove_questions(directory: str | Path, ids: Sequence[str]) -> RemoveReport:
     in place; an HNSW graph cannot delete, so it is rebuilt from the remaining vectors (slow for
     large indexes, but search stays exact to the graph's recall and nothing dead is kept around).
     """
-    import faiss
-
     directory = Path(directory)
     with writer_lock(directory):
         manifest = read_manifest(directory)

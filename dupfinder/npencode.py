@@ -1,8 +1,8 @@
 """The encoder's forward pass without torch: for queries, where one question costs torch more in
 import time and per-call overhead than in arithmetic. The LSTM recurrence runs either in plain
 numpy or, with `jit=True`, in the numba-compiled `lstm_kernel` (about twice as fast per question,
-but importing numba and loading the compiled code costs about half a second once per process). Same math as `model.SiameseEncoder` in eval mode;
-`tests/test_npencode.py` holds the two to 1e-5."""
+but importing numba and loading the compiled code costs about half a second once per process).
+Same math as `model.SiameseEncoder` in eval mode; `tests/test_npencode.py` holds the two to 1e-5."""
 
 from __future__ import annotations
 
