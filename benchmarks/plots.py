@@ -39,7 +39,6 @@ def main(argv=None) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("matplotlib is not installed: pip install 'dupfinder[bench]'")
-    import numpy as np
     import torch
 
     from dupfinder import load_model

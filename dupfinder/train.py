@@ -22,7 +22,7 @@ from .data import PairBatcher, Pairs, cluster_positives, duplicate_clusters, loa
 from .encode import encode_sequences, pad_batch
 from .errors import InputError, ModelError
 from .evaluate import calibrate, pair_metrics
-from .losses import labeled_negative_loss, triplet_loss_hard
+from .losses import in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
 from .model import ModelConfig, SiameseEncoder
 from .text import TextConfig, Vocab, tokenize
 
@@ -38,6 +38,8 @@ class TrainConfig:
     sub_weight: float = 1.0  # weight of their ranking term
     cluster_pairs: float = 0.0  # implied duplicates (a = b, b = c, so a = c) added per labeled duplicate of a cluster
     margin: float = 0.25  # alpha of the triplet loss
+    nce_weight: float = 0.0  # weight of an added in-batch softmax (InfoNCE) term over S and S^T
+    nce_scale: float = 20.0  # its inverse temperature
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -240,6 +242,9 @@ def batch_loss(
     loss = triplet_loss_hard(sim, config.margin, reduction="mean")
     if config.symmetric:
         loss = (loss + triplet_loss_hard(sim.T, config.margin, reduction="mean")) / 2
+    if config.nce_weight:
+        nce = (in_batch_softmax_loss(sim, config.nce_scale) + in_batch_softmax_loss(sim.T, config.nce_scale)) / 2
+        loss = loss + config.nce_weight * nce
     if k:
         n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k : 2 * b + 2 * k]  # (k, D) each
         loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin)

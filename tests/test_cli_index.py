@@ -3,9 +3,7 @@ with its exit code and message (the index on disk unchanged)."""
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import json
 from pathlib import Path
 

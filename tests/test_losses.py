@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from dupfinder.losses import labeled_negative_loss, triplet_loss_hard
+import math
+
+from dupfinder.losses import in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
 
 # The matrix from the issue: rows are v1, columns v2.
 S = torch.tensor([
@@ -71,3 +73,24 @@ def test_labeled_negative_loss_by_hand():
     neg = torch.tensor([0.8, 0.1])
     # gaps relu(neg - pos + 0.25): [[0.15, 0], [0.55, 0]] -> row means [0.075, 0.275] -> mean 0.175
     assert labeled_negative_loss(pos, neg, margin=0.25).item() == pytest.approx(0.175)
+
+
+def test_in_batch_softmax_loss_by_hand():
+    # row i: log(sum_j exp(s * S[i, j])) - s * S[i, i], at scale s = 2
+    rows = S.tolist()
+    per_row = [math.log(sum(math.exp(2 * x) for x in row)) - 2 * row[i] for i, row in enumerate(rows)]
+    got = in_batch_softmax_loss(S, scale=2.0, reduction="none")
+    torch.testing.assert_close(got, torch.tensor(per_row))
+    assert in_batch_softmax_loss(S, scale=2.0).item() == pytest.approx(sum(per_row) / 4)
+
+
+def test_in_batch_softmax_loss_pushes_every_outranking_negative():
+    # row 1's positive (0.1) is outranked by both negatives: both get a positive gradient, the
+    # higher one more, and the positive a negative one (the triplet loss has no closest negative
+    # in this row, and its mean term pushes both negatives alike)
+    sim = torch.tensor([[0.1, 0.9, 0.5], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], requires_grad=True)
+    in_batch_softmax_loss(sim, scale=5.0, reduction="sum").backward()
+    g = sim.grad[0]
+    assert g[0] < 0 < g[2] < g[1]
+    with pytest.raises(ValueError):
+        in_batch_softmax_loss(torch.zeros(2, 3))
