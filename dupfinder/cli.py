@@ -98,6 +98,8 @@ def cli():
               help="Weight of an added in-batch softmax (InfoNCE) term; 0 = triplet loss only.")
 @click.option("--nce-scale", type=click.FloatRange(min=0.0, min_open=True), default=20.0, show_default=True,
               help="Inverse temperature of the InfoNCE term.")
+@click.option("--nce-hard/--no-nce-hard", default=False, show_default=True,
+              help="Add to the InfoNCE term, per anchor, a question labeled not a duplicate of its cluster.")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
 @click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
@@ -108,7 +110,7 @@ def cli():
 @click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, lr, d_model, layers, dropout,
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, lr, d_model, layers, dropout,
           bidirectional, pooling, glove, val_fraction, threads):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -123,7 +125,7 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
     if not resume and (out_dir / "manifest.json").exists():
         raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
     config = TrainConfig(
-        seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, neg_weight=neg_weight, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, nce_weight=nce_weight, nce_scale=nce_scale, lr=lr,
+        seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, neg_weight=neg_weight, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, nce_weight=nce_weight, nce_scale=nce_scale, nce_hard=nce_hard, lr=lr,
         val_fraction=val_fraction, glove=glove, threads=threads,
     )
     config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout

@@ -286,6 +286,30 @@ def cluster_positives(pairs: Pairs, clusters: dict[int, int], seed: int, per_lab
     return np.asarray(out1, dtype=np.int64), np.asarray(out2, dtype=np.int64)
 
 
+class HardNegatives:
+    """Questions labeled as not duplicates of a duplicate cluster, to serve as its hard negatives.
+
+    A row "x is not a duplicate of y" holds for every member of x's cluster (x' = x and x != y, so
+    x' != y), so the partners are pooled per cluster. Rows inside one cluster contradict the
+    clusters and are left out.
+    """
+
+    def __init__(self, pairs: Pairs, clusters: dict[int, int]):
+        partners: dict[int, list[int]] = {}
+        neg = pairs.label == 0
+        for a, b in zip(pairs.qid1[neg].tolist(), pairs.qid2[neg].tolist()):
+            ca, cb = clusters[a], clusters[b]
+            if ca != cb:
+                partners.setdefault(ca, []).append(b)
+                partners.setdefault(cb, []).append(a)
+        self.of_cluster = {c: np.unique(np.asarray(qs, dtype=np.int64)) for c, qs in partners.items()}
+
+    def sample(self, anchor_clusters: list[int], rng: np.random.Generator) -> np.ndarray:
+        """One random hard negative (a question id) per anchor cluster that has any."""
+        out = [qs[rng.integers(len(qs))] for qs in map(self.of_cluster.get, anchor_clusters) if qs is not None]
+        return np.asarray(out, dtype=np.int64)
+
+
 def split_by_cluster(
     pairs: Pairs, clusters: dict[int, int], val_fraction: float, seed: int, max_cluster: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -43,13 +43,15 @@ def labeled_negative_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float = 
 def in_batch_softmax_loss(sim: torch.Tensor, scale: float = 20.0, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of each row's positive against all its in-batch candidates (InfoNCE).
 
-    Row i's logits are scale * S[i, :]; its target is column i. Unlike the triplet terms, every
-    negative that outranks the positive gets a gradient in proportion to how far it outranks it,
-    which is what ranking a corpus (nDCG, recall@k) needs.
+    sim is (b, n) with n >= b: row i's positive is column i, every other column a negative (extra
+    columns past b are added negatives, such as hard negatives; -inf masks a column out of a row).
+    Row i's logits are scale * S[i, :]. Unlike the triplet terms, every negative that outranks the
+    positive gets a gradient in proportion to how far it outranks it, which is what ranking a
+    corpus (nDCG, recall@k) needs.
     """
     b = sim.shape[0]
-    if sim.ndim != 2 or sim.shape[1] != b or b < 2:
-        raise ValueError(f"need a square similarity matrix of at least 2 x 2, got {tuple(sim.shape)}")
+    if sim.ndim != 2 or sim.shape[1] < b or b < 2:
+        raise ValueError(f"need a b x n similarity matrix with n >= b >= 2, got {tuple(sim.shape)}")
     target = torch.arange(b, device=sim.device)
     return reduce(torch.nn.functional.cross_entropy(scale * sim, target, reduction="none"), reduction)
 

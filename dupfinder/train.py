@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .artifacts import save_model, write_atomic
-from .data import PairBatcher, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
+from .data import HardNegatives, PairBatcher, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
 from .encode import encode_sequences, pad_batch
 from .errors import InputError, ModelError
 from .evaluate import calibrate, pair_metrics
@@ -40,6 +40,7 @@ class TrainConfig:
     margin: float = 0.25  # alpha of the triplet loss
     nce_weight: float = 0.0  # weight of an added in-batch softmax (InfoNCE) term over S and S^T
     nce_scale: float = 20.0  # its inverse temperature
+    nce_hard: bool = False  # add to it, per anchor, a question labeled not a duplicate of its cluster
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -230,26 +231,35 @@ class WordSwapper:
 
 def batch_loss(
     network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dups: Pairs, negs: Pairs,
-    swapped: tuple[list[int], list[np.ndarray]] = ([], []),
+    swapped: tuple[list[int], list[np.ndarray]] = ([], []), hard: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """The loss of one batch. `swapped` = (rows of `dups` whose q1 was altered, the altered token ids)."""
-    qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2]
+    """The loss of one batch. `swapped` = (rows of `dups` whose q1 was altered, the altered token ids);
+    `hard` = question ids of hard negatives, extra columns of the InfoNCE term."""
+    hard = np.zeros(0, np.int64) if hard is None else hard
+    qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2, hard]
     ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()] + swapped[1])
-    v = network(ids, lengths)  # (2b + 2k + m, D)
-    b, k = len(dups), len(negs)
+    v = network(ids, lengths)  # (2b + 2k + h + m, D)
+    b, k, h = len(dups), len(negs), len(hard)
     v1, v2 = v[:b], v[b : 2 * b]  # (b, D) each
     sim = v1 @ v2.T  # (b, b): cosines, since rows are unit vectors
     loss = triplet_loss_hard(sim, config.margin, reduction="mean")
     if config.symmetric:
         loss = (loss + triplet_loss_hard(sim.T, config.margin, reduction="mean")) / 2
     if config.nce_weight:
-        nce = (in_batch_softmax_loss(sim, config.nce_scale) + in_batch_softmax_loss(sim.T, config.nce_scale)) / 2
+        rows, cols = sim, sim.T
+        if h:
+            vh = v[2 * b + 2 * k : 2 * b + 2 * k + h]  # (h, D)
+            c = prepared.cluster_of
+            same = torch.from_numpy(np.equal.outer([c[q] for q in dups.qid1.tolist()], [c[q] for q in hard.tolist()]))
+            rows = torch.cat([rows, (v1 @ vh.T).masked_fill(same, float("-inf"))], 1)  # (b, b + h)
+            cols = torch.cat([cols, (v2 @ vh.T).masked_fill(same, float("-inf"))], 1)
+        nce = (in_batch_softmax_loss(rows, config.nce_scale) + in_batch_softmax_loss(cols, config.nce_scale)) / 2
         loss = loss + config.nce_weight * nce
     if k:
         n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k : 2 * b + 2 * k]  # (k, D) each
         loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin)
     if swapped[0]:
-        original, altered = v1[swapped[0]], v[2 * b + 2 * k :]  # (m, D) each
+        original, altered = v1[swapped[0]], v[2 * b + 2 * k + h :]  # (m, D) each
         loss = loss + config.sub_weight * labeled_negative_loss(sim.diagonal(), (original * altered).sum(1), config.margin)
     return loss
 
@@ -336,6 +346,7 @@ def train(
     batcher = PairBatcher(np.fromiter((c[q] for q in positives.qid1.tolist()), dtype=np.int64), config.batch_size, config.seed)
     steps_per_epoch = len(batcher.epoch(0))
     swapper = WordSwapper(prepared.vocab) if config.sub_negs else None
+    hard_negatives = HardNegatives(train, c) if config.nce_hard and config.nce_weight else None
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
@@ -367,7 +378,10 @@ def train(
                 if swapper is not None:
                     firsts = [prepared.tokens[q] for q in dups.qid1[: config.sub_negs].tolist()]
                     swapped = swapper(firsts, np.random.default_rng([config.seed, state.epoch, 2, i]))
-                loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped)
+                hard = None
+                if hard_negatives is not None:
+                    hard = hard_negatives.sample([c[q] for q in dups.qid1.tolist()], np.random.default_rng([config.seed, state.epoch, 3, i]))
+                loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped, hard)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)

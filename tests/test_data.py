@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from dupfinder.data import Pairs, PairBatcher, ReadReport, cluster_positives, duplicate_clusters, load_pairs, load_questions, split_by_cluster
+from dupfinder.data import HardNegatives, Pairs, PairBatcher, ReadReport, cluster_positives, duplicate_clusters, load_pairs, load_questions, split_by_cluster
 from dupfinder.errors import InputError
 
 HEADER = b"id,qid1,qid2,question1,question2,is_duplicate\n"
@@ -147,6 +147,25 @@ def test_cluster_positives_are_implied_unlabeled_duplicates_capped_per_cluster()
     assert len(a) == 2 and {tuple(sorted(p)) for p in zip(a.tolist(), b.tolist())} <= got  # round(0.5 x 3)
     again = cluster_positives(pairs, clusters, seed=0, per_labeled=0.5)
     assert np.array_equal(again[0], a) and np.array_equal(again[1], b)
+
+
+def test_hard_negatives_are_pooled_per_cluster():
+    # cluster A = {1, 2, 3}, cluster B = {10, 11}; labeled non-duplicates 1-10 and 3-30, and 2-3,
+    # which contradicts cluster A and is left out
+    q1 = np.array([1, 2, 10, 1, 3, 2])
+    q2 = np.array([2, 3, 11, 10, 30, 3])
+    label = np.array([1, 1, 1, 0, 0, 0], dtype=np.int8)
+    questions = {q: f"question {q}" for q in np.r_[q1, q2].tolist()}
+    pairs = Pairs(q1, q2, label, questions, ReadReport("test"))
+    clusters = duplicate_clusters(pairs)
+    hard = HardNegatives(pairs, clusters)
+    a, b, lone = clusters[1], clusters[10], clusters[30]
+    assert hard.of_cluster[a].tolist() == [10, 30]  # 1 != 10 and 3 != 30 hold for all of A
+    assert hard.of_cluster[b].tolist() == [1]
+    assert hard.of_cluster[lone].tolist() == [3]
+    rng = np.random.default_rng(0)
+    got = hard.sample([a, b, clusters[11], 999], rng)  # 999 has none: no entry for it
+    assert len(got) == 3 and got[0] in (10, 30) and got[1] == 1 and got[2] == 1
 
 
 def test_batcher_refuses_batch_of_one():

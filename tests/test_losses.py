@@ -93,4 +93,14 @@ def test_in_batch_softmax_loss_pushes_every_outranking_negative():
     g = sim.grad[0]
     assert g[0] < 0 < g[2] < g[1]
     with pytest.raises(ValueError):
-        in_batch_softmax_loss(torch.zeros(2, 3))
+        in_batch_softmax_loss(torch.zeros(3, 2))  # fewer candidates than anchors
+
+
+def test_in_batch_softmax_loss_extra_columns_and_masks():
+    # an extra column is one more negative for every row; -inf takes it out of a row
+    extra = torch.tensor([[0.6], [float("-inf")], [0.2], [0.0]])
+    got = in_batch_softmax_loss(torch.cat([S, extra], 1), scale=2.0, reduction="none")
+    want = [math.log(sum(math.exp(2 * x) for x in row + ([e] if e > -1 else []))) - 2 * row[i]
+            for i, (row, e) in enumerate(zip(S.tolist(), extra[:, 0].tolist()))]
+    torch.testing.assert_close(got, torch.tensor(want))
+    assert got[1] == pytest.approx(in_batch_softmax_loss(S, scale=2.0, reduction="none")[1].item())

@@ -35,14 +35,14 @@ class StopAfter:
         pass
 
 
-@pytest.mark.parametrize("sub_negs", [0, 3])
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, sub_negs):
+@pytest.mark.parametrize("extra", [{}, {"sub_negs": 3}, {"nce_weight": 1.0, "nce_hard": True}])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, extra):
     straight = tmp_path / "straight"
-    train(pairs_file, straight, tiny_config(sub_negs=sub_negs), log=lambda _: None)
+    train(pairs_file, straight, tiny_config(**extra), log=lambda _: None)
 
     resumed = tmp_path / "resumed"
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(pairs_file, resumed, tiny_config(sub_negs=sub_negs), log=lambda _: None, progress_factory=StopAfter(2))
+        train(pairs_file, resumed, tiny_config(**extra), log=lambda _: None, progress_factory=StopAfter(2))
     assert (resumed / "checkpoint.pt").exists() and not (resumed / "manifest.json").exists()
     train(pairs_file, resumed, None, resume=True, log=lambda _: None)
 
