@@ -94,7 +94,7 @@ def cli():
 @click.option("--cluster-pairs", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Implied duplicates (a = b and b = c, so a = c) added per labeled duplicate of a cluster.")
 @click.option("--margin", type=click.FloatRange(0.0, 2.0), default=0.25, show_default=True, help="Triplet margin alpha.")
-@click.option("--nce-weight", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+@click.option("--nce-weight", type=click.FloatRange(min=0.0), default=0.25, show_default=True,
               help="Weight of an added in-batch softmax (InfoNCE) term; 0 = triplet loss only.")
 @click.option("--nce-scale", type=click.FloatRange(min=0.0, min_open=True), default=20.0, show_default=True,
               help="Inverse temperature of the InfoNCE term.")

@@ -38,7 +38,7 @@ class TrainConfig:
     sub_weight: float = 1.0  # weight of their ranking term
     cluster_pairs: float = 0.0  # implied duplicates (a = b, b = c, so a = c) added per labeled duplicate of a cluster
     margin: float = 0.25  # alpha of the triplet loss
-    nce_weight: float = 0.0  # weight of an added in-batch softmax (InfoNCE) term over S and S^T
+    nce_weight: float = 0.25  # weight of an added in-batch softmax (InfoNCE) term over S and S^T (0 = off)
     nce_scale: float = 20.0  # its inverse temperature
     nce_hard: bool = False  # add to it, per anchor, a question labeled not a duplicate of its cluster
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
