@@ -139,8 +139,8 @@ class Encoder:
     def network(self):
         """The torch network, loaded on first use."""
         if self._network is None:
-            set_torch_threads(_torch_threads)
             self._network = load_network(self.files)
+            set_torch_threads(_torch_threads)  # after the load: before it, torch may not be imported yet
         return self._network
 
     @property

@@ -1,7 +1,10 @@
 """CLI of the encoder: train, evaluate, similarity, and every user error with its exit code and message."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -124,3 +127,24 @@ def test_empty_question_is_bad_usage(tiny_model):
 def test_evaluate_threshold_out_of_range(tiny_model, pairs_file):
     r = run("evaluate", pairs_file, "--model", tiny_model, "--threshold", "-3")
     assert r.exit_code == 2 and "--threshold" in r.output
+
+
+def test_cli_makes_openmp_waiters_sleep_unless_the_user_chose(monkeypatch, tiny_model):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert CliRunner().invoke(cli, ["similarity", "a b", "a c", "--model", str(tiny_model)]).exit_code == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert CliRunner().invoke(cli, ["similarity", "a b", "a c", "--model", str(tiny_model)]).exit_code == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_torch_threads_apply_when_torch_is_first_loaded_by_the_network(tiny_model):
+    # set before torch is imported: the setting must still reach torch once the network loads it
+    code = (
+        "import sys; from dupfinder.encode import set_torch_threads, load_model\n"
+        "set_torch_threads(1); e = load_model(sys.argv[1], backend='torch')\n"
+        "assert 'torch' not in sys.modules; e.network\n"
+        "import torch; print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_model)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
