@@ -1,7 +1,7 @@
+import math
+
 import pytest
 import torch
-
-import math
 
 from dupfinder.losses import in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
 
