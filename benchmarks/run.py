@@ -276,6 +276,7 @@ def table(results: dict) -> str:
         row(f"MRR{k}", lambda r: r["retrieval"][f"mrr{k}"]),
         row(f"nDCG{k}", lambda r: r["retrieval"][f"ndcg{k}"]),
         row(f"nDCG{k}, queries unseen in training", lambda r: r["retrieval"]["unseen"][f"ndcg{k}"]),
+        row(f"nDCG{k}, queries seen in training", lambda r: r["retrieval"]["seen"][f"ndcg{k}"]),
         row("pairs: ROC-AUC", lambda r: r["pairs"]["roc_auc"]),
         row("pairs: ROC-AUC, both questions unseen in training", lambda r: r["pairs"]["unseen_roc_auc"]),
         row("pairs: accuracy at the model's tau", lambda r: r["pairs"]["at_tau"]["accuracy"]),

@@ -104,6 +104,13 @@ def cli():
               help="Inverse temperature of the InfoNCE term.")
 @click.option("--nce-hard/--no-nce-hard", default=False, show_default=True,
               help="Add to the InfoNCE term, per anchor, a question labeled not a duplicate of its cluster.")
+@click.option("--teacher", type=str, default=None, help="Teacher vectors (.npz from `dupfinder teacher`) to distill from.")
+@click.option("--kd-weight", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Weight of the distillation term: rank in-batch candidates as the teacher does (needs --teacher).")
+@click.option("--kd-scale", type=click.FloatRange(min=0.0, min_open=True), default=20.0, show_default=True,
+              help="Inverse temperature of the distillation softmax.")
+@click.option("--kd-negatives-only/--kd-all", default=False, show_default=True,
+              help="Distil only the order of each row's negatives, leaving its labeled duplicate out.")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
 @click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
@@ -114,7 +121,7 @@ def cli():
 @click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, lr, d_model, layers, dropout,
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, lr, d_model, layers, dropout,
           bidirectional, pooling, glove, val_fraction, threads):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -128,9 +135,11 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
 
     if not resume and (out_dir / "manifest.json").exists():
         raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
+    if kd_weight and not teacher:
+        raise click.UsageError("--kd-weight needs --teacher FILE")
     config = TrainConfig(
         seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, neg_weight=neg_weight, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, nce_weight=nce_weight, nce_scale=nce_scale, nce_hard=nce_hard, lr=lr,
-        val_fraction=val_fraction, glove=glove, threads=threads,
+        teacher=teacher, kd_weight=kd_weight, kd_scale=kd_scale, kd_negatives_only=kd_negatives_only, val_fraction=val_fraction, glove=glove, threads=threads,
     )
     config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout
     config.model.bidirectional, config.model.pooling = bidirectional, pooling
@@ -147,6 +156,31 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
         f"wrote {out_dir}: validation accuracy {v['accuracy']:.4f}, ROC-AUC {v['roc_auc']:.4f}, "
         f"tau {manifest['threshold']:.4f}, {manifest['training']['seconds']:.0f} s"
     )
+
+
+@cli.command()
+@click.argument("train_file", type=str)
+@click.option("--out", "out_file", type=click.Path(path_type=Path), required=True, help="Teacher file to write (.npz).")
+@click.option("--all-questions", is_flag=True, help="Encode every question, not only those of duplicate pairs.")
+@threads_option
+def teacher(train_file, out_file, all_questions, threads):
+    """Encode training questions with all-MiniLM-L6-v2, for `dupfinder train --teacher`.
+
+    Needs the 'distill' extra. The teacher is used in training only; queries never load it.
+
+    Example: dupfinder teacher train.csv.gz --out teacher.npz
+    """
+    from .distill import write_teacher
+    from .progress import Progress
+
+    if out_file.suffix != ".npz":
+        raise click.UsageError(f"--out must end in .npz, not {out_file.name!r}")
+    if not out_file.parent.is_dir():
+        raise click.ClickException(f"folder {out_file.parent} does not exist")
+    set_threads(threads)
+    info = write_teacher(train_file, out_file, all_questions, log=log,
+                         progress_factory=lambda total, label: Progress(total, label, unit="question"))
+    click.echo(f"wrote {out_file}: {info['questions']:,} questions, {info['dim']}-d, {info['seconds']:.0f} s ({info['teacher']})")
 
 
 @cli.command()

@@ -151,12 +151,15 @@ def ranked_relevance(bench: RetrievalBenchmark, top: np.ndarray, k: int = 10) ->
 
 
 def evaluate_top(bench: RetrievalBenchmark, top: np.ndarray, k: int = 10) -> dict:
-    """P@1, Recall@k, MRR@k, nDCG@k from each query's ranked corpus rows, plus the same on unseen queries."""
+    """P@1, Recall@k, MRR@k, nDCG@k from each query's ranked corpus rows, plus the same on queries
+    unseen in training ("unseen") and on the others ("seen")."""
     rel = ranked_relevance(bench, top, k)
     with np.errstate(divide="ignore"):  # ranking_metrics divides by rank before masking the misses
         result = ranking_metrics(rel, bench.n_relevant, k)
         if bench.unseen is not None and bench.unseen.any():
             result["unseen"] = ranking_metrics(rel[bench.unseen], bench.n_relevant[bench.unseen], k)
+            if not bench.unseen.all():
+                result["seen"] = ranking_metrics(rel[~bench.unseen], bench.n_relevant[~bench.unseen], k)
     return result
 
 

@@ -22,7 +22,8 @@ from .data import HardNegatives, PairBatcher, Pairs, cluster_positives, duplicat
 from .encode import encode_sequences, pad_batch
 from .errors import InputError, ModelError
 from .evaluate import calibrate, pair_metrics
-from .losses import in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
+from .distill import Teacher
+from .losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
 from .model import ModelConfig, SiameseEncoder
 from .text import TextConfig, Vocab, tokenize
 
@@ -41,6 +42,10 @@ class TrainConfig:
     nce_weight: float = 0.25  # weight of an added in-batch softmax (InfoNCE) term over S and S^T (0 = off)
     nce_scale: float = 20.0  # its inverse temperature
     nce_hard: bool = False  # add to it, per anchor, a question labeled not a duplicate of its cluster
+    teacher: str | None = None  # teacher vectors (.npz from `dupfinder teacher`) to distill from
+    kd_weight: float = 0.0  # weight of the distillation term (0 = off)
+    kd_scale: float = 20.0  # inverse temperature of its softmax, for teacher and student alike
+    kd_negatives_only: bool = False  # leave each row's labeled duplicate out: the teacher only orders negatives
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -232,9 +237,11 @@ class WordSwapper:
 def batch_loss(
     network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dups: Pairs, negs: Pairs,
     swapped: tuple[list[int], list[np.ndarray]] = ([], []), hard: np.ndarray | None = None,
+    teacher: Teacher | None = None,
 ) -> torch.Tensor:
     """The loss of one batch. `swapped` = (rows of `dups` whose q1 was altered, the altered token ids);
-    `hard` = question ids of hard negatives, extra columns of the InfoNCE term."""
+    `hard` = question ids of hard negatives, extra columns of the InfoNCE term; `teacher` = vectors
+    whose in-batch similarities the student learns to rank alike."""
     hard = np.zeros(0, np.int64) if hard is None else hard
     qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2, hard]
     ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()] + swapped[1])
@@ -255,6 +262,11 @@ def batch_loss(
             cols = torch.cat([cols, (v2 @ vh.T).masked_fill(same, float("-inf"))], 1)
         nce = (in_batch_softmax_loss(rows, config.nce_scale) + in_batch_softmax_loss(cols, config.nce_scale)) / 2
         loss = loss + config.nce_weight * nce
+    if teacher is not None and config.kd_weight:
+        t = teacher(dups.qid1) @ teacher(dups.qid2).T  # (b, b) teacher cosines
+        only = config.kd_negatives_only
+        kd = (distill_loss(sim, t, config.kd_scale, only) + distill_loss(sim.T, t.T, config.kd_scale, only)) / 2
+        loss = loss + config.kd_weight * kd
     if k:
         n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k : 2 * b + 2 * k]  # (k, D) each
         loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin)
@@ -316,6 +328,7 @@ def train(
     config = config or TrainConfig()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    teacher = Teacher(config.teacher) if config.teacher and config.kd_weight else None  # before minutes of reading
 
     prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else None, log=log)
     out.mkdir(parents=True, exist_ok=True)
@@ -347,6 +360,14 @@ def train(
     steps_per_epoch = len(batcher.epoch(0))
     swapper = WordSwapper(prepared.vocab) if config.sub_negs else None
     hard_negatives = HardNegatives(train, c) if config.nce_hard and config.nce_weight else None
+    if teacher is not None:
+        missing = teacher.missing(np.r_[positives.qid1, positives.qid2])
+        if len(missing):
+            raise InputError(
+                f"teacher file {config.teacher} lacks vectors for {len(missing):,} training questions "
+                f"(qid {missing[0]}, ...); make it from the same training file"
+            )
+        log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors) at weight {config.kd_weight}")
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
@@ -381,7 +402,7 @@ def train(
                 hard = None
                 if hard_negatives is not None:
                     hard = hard_negatives.sample([c[q] for q in dups.qid1.tolist()], np.random.default_rng([config.seed, state.epoch, 3, i]))
-                loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped, hard)
+                loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped, hard, teacher)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)

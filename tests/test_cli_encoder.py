@@ -148,3 +148,15 @@ def test_torch_threads_apply_when_torch_is_first_loaded_by_the_network(tiny_mode
     )
     out = subprocess.run([sys.executable, "-c", code, str(tiny_model)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_distillation_bad_usage(tmp_path, pairs_file):
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1")
+    assert r.exit_code == 2 and "--kd-weight needs --teacher" in r.output
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1", "--teacher", tmp_path / "none.npz")
+    assert r.exit_code == 1 and "teacher file" in r.output and "does not exist" in r.output
+    assert not (tmp_path / "o" / "manifest.json").exists()
+    r = run("teacher", pairs_file, "--out", tmp_path / "teacher.txt")
+    assert r.exit_code == 2 and "must end in .npz" in r.output
+    r = run("teacher", pairs_file, "--out", tmp_path / "no" / "such" / "teacher.npz")
+    assert r.exit_code == 1 and "does not exist" in r.output

@@ -36,9 +36,10 @@ TRAIN = """id,qid1,qid2,question1,question2,is_duplicate
 
 
 def flat(metrics):
-    """Top-level and unseen-subset metrics in one flat dict (pytest.approx takes no nesting)."""
-    out = {k: v for k, v in metrics.items() if k != "unseen"}
-    out.update({f"unseen {k}": v for k, v in metrics.get("unseen", {}).items()})
+    """Top-level, unseen- and seen-subset metrics in one flat dict (pytest.approx takes no nesting)."""
+    out = {k: v for k, v in metrics.items() if k not in ("unseen", "seen")}
+    for part in ("unseen", "seen"):
+        out.update({f"{part} {k}": v for k, v in metrics.get(part, {}).items()})
     return out
 
 
@@ -121,6 +122,9 @@ def test_ranking_metrics_by_hand(dev, train):
     # the unseen subset: queries 0 and 2
     assert m["unseen"]["queries"] == 2
     assert m["unseen"]["p@1"] == pytest.approx(1 / 2)
+    # and the seen one: query 1, relevance [1,0,1] of 3
+    assert m["seen"]["queries"] == 1
+    assert m["seen"]["ndcg@3"] == pytest.approx((d[0] + d[2]) / ideal3)
 
 
 def test_vectors_ranker_and_encoder_agree_with_brute_force(dev, train):

