@@ -24,18 +24,24 @@ csv.field_size_limit(2**31 - 1)  # Quora has questions of many kilobytes
 
 @dataclass
 class ReadReport:
-    """What reading a file did: rows read, kept, and skipped or repaired by reason."""
+    """What reading a file did: rows read, kept, and skipped or repaired by reason (rows), and the
+    bytes fixed while decoding, by kind (bytes, not rows: one row can hold several)."""
 
     path: str
     rows: int = 0
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
     repaired: Counter = field(default_factory=Counter)
+    bytes_fixed: Counter = field(default_factory=Counter)  # "invalid UTF-8" (replaced by U+FFFD), "NUL" (removed)
 
     def summary(self) -> str:
         parts = [f"{self.path}: {self.rows:,} rows, {self.kept:,} kept"]
         parts += [f"{n:,} skipped ({why})" for why, n in sorted(self.skipped.items())]
         parts += [f"{n:,} repaired ({why})" for why, n in sorted(self.repaired.items())]
+        if n := self.bytes_fixed.get("invalid UTF-8"):
+            parts.append(f"{n:,} invalid UTF-8 byte{'s' if n > 1 else ''} replaced")
+        if n := self.bytes_fixed.get("NUL"):
+            parts.append(f"{n:,} NUL byte{'s' if n > 1 else ''} removed")
         return ", ".join(parts)
 
 
@@ -67,9 +73,9 @@ def decode(raw: bytes, report: ReadReport) -> str:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("utf-8-sig", errors="replace")
-        report.repaired["invalid UTF-8"] += text.count("\ufffd")
+        report.bytes_fixed["invalid UTF-8"] += text.count("\ufffd")
     if "\x00" in text:
-        report.repaired["NUL bytes"] += text.count("\x00")
+        report.bytes_fixed["NUL"] += text.count("\x00")
         text = text.replace("\x00", "")
     return text
 
@@ -470,7 +476,7 @@ def load_questions(path: str | Path, text_column: str | None = None, id_column: 
 def _decode_text(raw: bytes, report: ReadReport) -> str:
     """`decode`, refusing files that are mostly not UTF-8 text (a binary or wrongly encoded file)."""
     text = decode(raw, report)
-    bad = report.repaired.get("invalid UTF-8", 0) + report.repaired.get("NUL bytes", 0)
+    bad = report.bytes_fixed.get("invalid UTF-8", 0) + report.bytes_fixed.get("NUL", 0)
     if bad > 0.05 * max(len(text), 1):
         raise InputError(
             f"{report.path} does not look like UTF-8 text ({bad:,} undecodable bytes); convert it to UTF-8 first"

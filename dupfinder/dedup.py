@@ -434,6 +434,7 @@ def summary(result: DedupResult, report) -> dict:
         "rows_deduplicated": int(done.sum()),
         "rows_skipped": {why: int(n) for why, n in sorted(report.skipped.items())},
         "rows_repaired": {why: int(n) for why, n in sorted(report.repaired.items())},
+        "bytes_fixed": {why: int(n) for why, n in sorted(report.bytes_fixed.items())},
         "clusters": int(len(sizes)),
         "clusters_with_duplicates": int((sizes > 1).sum()),
         "largest_cluster": int(sizes.max()) if len(sizes) else 0,

@@ -65,7 +65,7 @@ def test_undecodable_bytes_are_repaired_and_counted(tmp_path, tiny_model):
     f.write_bytes(b"How old are you?\nWhat is caf\xe9 au lait?\n" + b"Where is Rome?\n" * 5)
     r = run("index", f, "--index", tmp_path / "ix", "--model", tiny_model)
     assert r.exit_code == 0, r.output
-    assert "1 repaired (invalid UTF-8)" in r.output and "3 added, 4 already indexed" in r.output
+    assert "1 invalid UTF-8 byte replaced" in r.output and "3 added, 4 already indexed" in r.output
 
 
 def test_query_text_json_and_threshold(built):

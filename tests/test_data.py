@@ -31,7 +31,14 @@ def test_messy_rows_are_repaired_or_skipped_and_counted(tmp_path):
     r = pairs.report
     assert r.rows == 6 and r.kept == 3
     assert r.skipped == {"empty question": 1, "wrong number of fields": 1, "unreadable label": 1}
-    assert r.repaired["invalid UTF-8"] == 1
+    assert r.bytes_fixed["invalid UTF-8"] == 1
+
+
+def test_read_report_counts_fixed_bytes_as_bytes_not_rows(tmp_path):
+    body = b'1,1,2,"Bad \xff\xfe here?","Nul\x00 here?",0\n2,3,4,"Fine?","Also fine?",1\n'
+    r = load_pairs(write(tmp_path, "bytes.csv", HEADER + body)).report
+    assert r.bytes_fixed == {"invalid UTF-8": 2, "NUL": 1} and not r.repaired
+    assert r.summary().endswith("2 rows, 2 kept, 2 invalid UTF-8 bytes replaced, 1 NUL byte removed")
 
 
 def test_gzip_tsv_and_bom(tmp_path):

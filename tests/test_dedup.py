@@ -283,7 +283,7 @@ def test_invalid_utf8_is_repaired_and_counted(tmp_path, tiny_model):
     out = tmp_path / "out.csv"
     r = run("dedup", path, "-o", out, "--model", tiny_model)
     assert r.exit_code == 0, r.output
-    assert "1 repaired (invalid UTF-8)" in r.stderr
+    assert "1 invalid UTF-8 byte replaced" in r.stderr
     assert read_csv(out.read_text())[1][1] == "Caf\ufffd near me?"
 
 
