@@ -41,6 +41,26 @@ def threshold_option(f):
     )(f)
 
 
+def pair_columns_option(f):
+    """--q1-column, --q2-column, --label-column, --qid1-column, --qid2-column, passed on as `columns`."""
+    import functools
+
+    names = (("--q1-column", "question1", "the first question"), ("--q2-column", "question2", "the second question"),
+             ("--label-column", "is_duplicate", "the 1/0 duplicate label"), ("--qid1-column", "qid1", "the first question's id"),
+             ("--qid2-column", "qid2", "the second question's id"))
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        from .data import PairColumns
+
+        values = [kwargs.pop(flag[2:].replace("-", "_")) for flag, _, _ in names]
+        return f(*args, columns=PairColumns(*values), **kwargs)
+
+    for flag, default, what in reversed(names):
+        wrapper = click.option(flag, type=str, default=None, help=f"Pairs-file column of {what} (default: {default}).")(wrapper)
+    return wrapper
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         from .encode import set_torch_threads  # applied when torch loads: a query may never need it
@@ -52,14 +72,14 @@ def log(message: str) -> None:
     click.echo(message, err=True)
 
 
-def load_model_and_pairs(model_dir, pairs_file, threads):
+def load_model_and_pairs(model_dir, pairs_file, threads, columns=None):
     """The encoder and the labeled pairs that `evaluate` and `calibrate` work on; the read report goes to stderr."""
     from .data import load_pairs
     from .encode import load_model
 
     set_threads(threads)
     encoder = load_model(model_dir)
-    pairs = load_pairs(pairs_file)
+    pairs = load_pairs(pairs_file, columns)
     log(pairs.report.summary())
     return encoder, pairs
 
@@ -121,8 +141,9 @@ def cli():
 @click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@pair_columns_option
 def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, lr, d_model, layers, dropout,
-          bidirectional, pooling, glove, val_fraction, threads):
+          bidirectional, pooling, glove, val_fraction, threads, columns):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
     Writes a model directory with config, vocabulary, weights and a manifest holding the calibrated
@@ -145,7 +166,7 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
     config.model.bidirectional, config.model.pooling = bidirectional, pooling
     try:
         manifest = run_training(
-            train_file, out_dir, config, resume=resume, dev_file=dev_file, log=log,
+            train_file, out_dir, config, resume=resume, dev_file=dev_file, log=log, columns=columns,
             progress_factory=lambda total, label: Progress(total, label, unit="batch"),
         )
     except TrainingInterrupted as e:
@@ -162,8 +183,9 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
 @click.argument("train_file", type=str)
 @click.option("--out", "out_file", type=click.Path(path_type=Path), required=True, help="Teacher file to write (.npz).")
 @click.option("--all-questions", is_flag=True, help="Encode every question, not only those of duplicate pairs.")
+@pair_columns_option
 @threads_option
-def teacher(train_file, out_file, all_questions, threads):
+def teacher(train_file, out_file, all_questions, threads, columns):
     """Encode training questions with all-MiniLM-L6-v2, for `dupfinder train --teacher`.
 
     Needs the 'distill' extra. The teacher is used in training only; queries never load it.
@@ -178,7 +200,7 @@ def teacher(train_file, out_file, all_questions, threads):
     if not out_file.parent.is_dir():
         raise click.ClickException(f"folder {out_file.parent} does not exist")
     set_threads(threads)
-    info = write_teacher(train_file, out_file, all_questions, log=log,
+    info = write_teacher(train_file, out_file, all_questions, columns=columns, log=log,
                          progress_factory=lambda total, label: Progress(total, label, unit="question"))
     click.echo(f"wrote {out_file}: {info['questions']:,} questions, {info['dim']}-d, {info['seconds']:.0f} s ({info['teacher']})")
 
@@ -189,16 +211,17 @@ def teacher(train_file, out_file, all_questions, threads):
 @threshold_option
 @click.option("--unseen-from", type=str, default=None, help="Also report pairs whose questions do not occur in this (training) file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pair_columns_option
 @threads_option
-def evaluate(pairs_file, model_dir, threshold, unseen_from, as_json, threads):
+def evaluate(pairs_file, model_dir, threshold, unseen_from, as_json, threads, columns):
     """Accuracy, precision, recall, F1 and ROC-AUC of a model on labeled pairs, at its tau.
 
     Example: dupfinder evaluate dev.csv --unseen-from train.csv.gz
     """
     from .pairs_eval import evaluate_pairs
 
-    encoder, pairs = load_model_and_pairs(model_dir, pairs_file, threads)
-    result = evaluate_pairs(encoder, pairs, threshold, unseen_from)
+    encoder, pairs = load_model_and_pairs(model_dir, pairs_file, threads, columns)
+    result = evaluate_pairs(encoder, pairs, threshold, unseen_from, columns)
     result["model"] = str(encoder.path)
     if as_json:
         click.echo(json.dumps(result))
@@ -225,8 +248,9 @@ def evaluate(pairs_file, model_dir, threshold, unseen_from, as_json, threads):
 @click.option("--write", "write_choice", type=click.Choice(["accuracy", "precision"]), default=None,
               help="Write that tau (best accuracy, or the target precision's) into the model's manifest.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pair_columns_option
 @threads_option
-def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, as_json, threads):
+def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, as_json, threads, columns):
     """Threshold advice from labeled pairs: the tau of best accuracy and the tau reaching a target precision.
 
     Calibrate on held-out pairs, not on the pairs you report results on. --write changes only the
@@ -238,7 +262,7 @@ def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, a
 
     if write_choice and model_dir is None:
         raise click.UsageError("--write needs --model DIR: the shipped model is part of the installation; copy it and calibrate the copy")
-    encoder, pairs = load_model_and_pairs(model_dir, pairs_file, threads)
+    encoder, pairs = load_model_and_pairs(model_dir, pairs_file, threads, columns)
     advice = calibrate_model(encoder, pairs, target_precision, balanced)
     advice["model"] = str(encoder.path)
     if write_choice:

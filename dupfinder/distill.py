@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .artifacts import write_atomic
-from .data import load_pairs
+from .data import PairColumns, load_pairs
 from .errors import InputError
 
 
@@ -77,7 +77,7 @@ def minilm(batch_size: int = 128):
     return encode, version
 
 
-def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool = False, chunk: int = 4096,
+def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool = False, columns: PairColumns | None = None, chunk: int = 4096,
                   log: Callable[[str], None] = print, progress_factory: Callable | None = None) -> dict:
     """Encode the questions of a pairs file with all-MiniLM-L6-v2 and write a teacher file.
 
@@ -88,7 +88,7 @@ def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool =
         encode, version = minilm()
     except ImportError as e:
         raise InputError(f"the teacher needs {e.name} ({TEACHER_HINT})") from None
-    pairs = load_pairs(pairs_file)
+    pairs = load_pairs(pairs_file, columns)
     log(pairs.report.summary())
     if all_questions:
         qids = np.array(sorted(pairs.questions), dtype=np.int64)

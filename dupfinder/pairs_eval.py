@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Pairs, load_pairs
+from .data import PairColumns, Pairs, load_pairs
 from .encode import Encoder
 from .evaluate import pair_metrics
 from .text import normalize
@@ -22,9 +22,9 @@ def score_pairs(encoder: Encoder, pairs: Pairs, batch_size: int = 512) -> np.nda
     return (a * b).sum(1)
 
 
-def unseen_mask(pairs: Pairs, train_file: str | Path) -> np.ndarray:
+def unseen_mask(pairs: Pairs, train_file: str | Path, columns: PairColumns | None = None) -> np.ndarray:
     """Pairs where neither question occurs in `train_file` (by qid or by normalized text)."""
-    train = load_pairs(train_file, need_label=False)
+    train = load_pairs(train_file, columns, need_label=False)
     seen_ids = set(train.questions)
     seen_text = {normalize(t) for t in train.questions.values()}
 
@@ -34,12 +34,13 @@ def unseen_mask(pairs: Pairs, train_file: str | Path) -> np.ndarray:
     return np.array([not seen(a) and not seen(b) for a, b in zip(pairs.qid1.tolist(), pairs.qid2.tolist())], dtype=bool)
 
 
-def evaluate_pairs(encoder: Encoder, pairs: Pairs, threshold: float | None = None, unseen_from: str | Path | None = None) -> dict:
+def evaluate_pairs(encoder: Encoder, pairs: Pairs, threshold: float | None = None, unseen_from: str | Path | None = None,
+                   columns: PairColumns | None = None) -> dict:
     """Pair metrics at tau (the model's unless `threshold`), plus the unseen subset when asked."""
     tau = encoder.threshold if threshold is None else threshold
     scores = score_pairs(encoder, pairs)
     result = pair_metrics(scores, pairs.label, tau)
     if unseen_from is not None:
-        mask = unseen_mask(pairs, unseen_from)
+        mask = unseen_mask(pairs, unseen_from, columns)
         result["unseen"] = pair_metrics(scores[mask], pairs.label[mask], tau) if mask.any() else None
     return result

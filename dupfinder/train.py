@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .artifacts import save_model, write_atomic
-from .data import HardNegatives, PairBatcher, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
+from .data import HardNegatives, PairBatcher, PairColumns, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
 from .encode import encode_sequences, pad_batch
 from .errors import InputError, ModelError
 from .evaluate import calibrate, pair_metrics
@@ -85,9 +85,10 @@ class Prepared:
     stats: dict
 
 
-def prepare(path: str | Path, config: TrainConfig, vocab: Vocab | None = None, log: Callable[[str], None] = print) -> Prepared:
+def prepare(path: str | Path, config: TrainConfig, vocab: Vocab | None = None, log: Callable[[str], None] = print,
+            columns: PairColumns | None = None) -> Prepared:
     """Read, cluster, split and tokenize a pairs file; builds the vocabulary from the train split."""
-    pairs = load_pairs(path)
+    pairs = load_pairs(path, columns)
     log(pairs.report.summary())
     if not (pairs.label == 1).any():
         raise InputError(f"{path} has no duplicate pairs (is_duplicate = 1); training needs them")
@@ -313,6 +314,7 @@ def train(
     dev_file: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress_factory: Callable | None = None,
+    columns: PairColumns | None = None,
 ) -> dict:
     """Train an encoder on a pairs file and write a model directory to `out_dir`.
 
@@ -330,9 +332,9 @@ def train(
     torch.manual_seed(config.seed)
     teacher = Teacher(config.teacher) if config.teacher and config.kd_weight else None  # before minutes of reading
 
-    prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else None, log=log)
+    prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else None, log=log, columns=columns)
     out.mkdir(parents=True, exist_ok=True)
-    dev = load_pairs(dev_file) if dev_file else None
+    dev = load_pairs(dev_file, columns) if dev_file else None
     dev_tokens = None
     if dev is not None:
         dev_tokens = {q: prepared.vocab.encode(tokenize(t, config.text)) for q, t in dev.questions.items()}

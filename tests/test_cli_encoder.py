@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -160,3 +161,20 @@ def test_distillation_bad_usage(tmp_path, pairs_file):
     assert r.exit_code == 2 and "must end in .npz" in r.output
     r = run("teacher", pairs_file, "--out", tmp_path / "no" / "such" / "teacher.npz")
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_pair_columns_named_by_options(tmp_path, tiny_model, pairs_file):
+    renamed = tmp_path / "renamed.csv"
+    lines = Path(pairs_file).read_text().splitlines()
+    lines[0] = "id,a_id,b_id,first,second,dup"
+    renamed.write_text("\n".join(lines) + "\n")
+    r = run("evaluate", renamed, "--model", tiny_model, "--json")
+    assert r.exit_code == 1 and "column 'question1' not found" in r.output and "--q1-column" in r.output
+    options = ["--q1-column", "first", "--q2-column", "second", "--label-column", "dup", "--qid1-column", "a_id", "--qid2-column", "b_id"]
+    got = json.loads(run("evaluate", renamed, "--model", tiny_model, "--json", *options).output.splitlines()[-1])
+    want = json.loads(run("evaluate", pairs_file, "--model", tiny_model, "--json").output.splitlines()[-1])
+    assert got["pairs"] == want["pairs"] and got["accuracy"] == want["accuracy"] and got["roc_auc"] == want["roc_auc"]
+    r = run("calibrate", renamed, "--model", tiny_model, "--json", *options)
+    assert r.exit_code == 0, r.output
+    r = run("train", renamed, "--out", tmp_path / "m", "--batch-size", "4", "--epochs", "1", "--no-glove", "--d-model", "8", *options)
+    assert r.exit_code == 0, r.output
