@@ -75,7 +75,6 @@ class MiniLM:
         except ImportError as e:
             raise Missing(f"{e.name} is not installed ({INSTALL_HINT})") from None
         self.description = f"SentenceTransformer(all-MiniLM-L6-v2), batch {batch_size}, normalized, exact cosine"
-        self.batch_size = batch_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode_texts(texts)  # (n, 384) unit float32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -43,8 +44,6 @@ def threshold_option(f):
 
 def pair_columns_option(f):
     """--q1-column, --q2-column, --label-column, --qid1-column, --qid2-column, passed on as `columns`."""
-    import functools
-
     names = (("--q1-column", "question1", "the first question"), ("--q2-column", "question2", "the second question"),
              ("--label-column", "is_duplicate", "the 1/0 duplicate label"), ("--qid1-column", "qid1", "the first question's id"),
              ("--qid2-column", "qid2", "the second question's id"))

@@ -38,10 +38,9 @@ class ReadReport:
         parts = [f"{self.path}: {self.rows:,} rows, {self.kept:,} kept"]
         parts += [f"{n:,} skipped ({why})" for why, n in sorted(self.skipped.items())]
         parts += [f"{n:,} repaired ({why})" for why, n in sorted(self.repaired.items())]
-        if n := self.bytes_fixed.get("invalid UTF-8"):
-            parts.append(f"{n:,} invalid UTF-8 byte{'s' if n > 1 else ''} replaced")
-        if n := self.bytes_fixed.get("NUL"):
-            parts.append(f"{n:,} NUL byte{'s' if n > 1 else ''} removed")
+        for kind, done in (("invalid UTF-8", "replaced"), ("NUL", "removed")):
+            if n := self.bytes_fixed.get(kind):
+                parts.append(f"{n:,} {kind} byte{'s' if n > 1 else ''} {done}")
         return ", ".join(parts)
 
 

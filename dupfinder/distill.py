@@ -37,7 +37,6 @@ class Teacher:
         order = np.argsort(qids, kind="stable")
         self.qids = qids[order]
         self.vectors = torch.from_numpy(np.ascontiguousarray(vectors[order], dtype=np.float32))
-        self.path = str(path)
 
     def missing(self, qids: np.ndarray) -> np.ndarray:
         """The ids among `qids` that have no vector."""

@@ -35,7 +35,7 @@ class StopAfter:
         pass
 
 
-def write_teacher(path, pairs_file, d=6, skip=0):
+def random_teacher(path, pairs_file, d=6, skip=0):
     """Random unit teacher vectors for every question of `pairs_file` but the first `skip`."""
     from dupfinder.data import load_pairs
 
@@ -48,7 +48,7 @@ def write_teacher(path, pairs_file, d=6, skip=0):
 @pytest.mark.parametrize("extra", [{}, {"sub_negs": 3}, {"nce_weight": 1.0, "nce_hard": True}, {"kd_weight": 1.0, "teacher": True}])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, extra):
     if extra.get("teacher"):
-        extra = {**extra, "teacher": write_teacher(tmp_path / "teacher.npz", pairs_file)}
+        extra = {**extra, "teacher": random_teacher(tmp_path / "teacher.npz", pairs_file)}
     straight = tmp_path / "straight"
     train(pairs_file, straight, tiny_config(**extra), log=lambda _: None)
 
@@ -110,7 +110,7 @@ def test_teacher_lookup_by_qid_and_missing_questions(tmp_path, pairs_file):
     from dupfinder.distill import Teacher
     from dupfinder.errors import InputError
 
-    path = write_teacher(tmp_path / "t.npz", pairs_file)
+    path = random_teacher(tmp_path / "t.npz", pairs_file)
     with np.load(path) as z:
         qids, vectors = z["qids"], z["vectors"].astype(np.float32)
     teacher = Teacher(path)
@@ -118,7 +118,7 @@ def test_teacher_lookup_by_qid_and_missing_questions(tmp_path, pairs_file):
     np.testing.assert_array_equal(teacher(pick).numpy(), vectors[[3, 0, 3]])
     assert teacher.missing(np.r_[pick, 10**9]).tolist() == [10**9]
 
-    partial = write_teacher(tmp_path / "partial.npz", pairs_file, skip=len(qids) // 2)
+    partial = random_teacher(tmp_path / "partial.npz", pairs_file, skip=len(qids) // 2)
     with pytest.raises(InputError, match="lacks vectors for"):
         train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, teacher=partial), log=lambda _: None)
     assert not (tmp_path / "m" / "manifest.json").exists()
