@@ -130,6 +130,10 @@ def cli():
               help="Inverse temperature of the distillation softmax.")
 @click.option("--kd-negatives-only/--kd-all", default=False, show_default=True,
               help="Distil only the order of each row's negatives, leaving its labeled duplicate out.")
+@click.option("--kd-swaps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Anchors per batch whose near miss (from `dupfinder teacher --swaps`) the teacher grades against their duplicate.")
+@click.option("--kd-swap-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="Weight of the near-miss distillation term.")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
 @click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
@@ -141,7 +145,7 @@ def cli():
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @pair_columns_option
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, lr, d_model, layers, dropout,
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, kd_swaps, kd_swap_weight, lr, d_model, layers, dropout,
           bidirectional, pooling, glove, val_fraction, threads, columns):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -155,11 +159,13 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
 
     if not resume and (out_dir / "manifest.json").exists():
         raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
-    if kd_weight and not teacher:
-        raise click.UsageError("--kd-weight needs --teacher FILE")
+    if (kd_weight or kd_swaps) and not teacher:
+        raise click.UsageError(f"{'--kd-weight' if kd_weight else '--kd-swaps'} needs --teacher FILE")
+    if teacher and not (kd_weight or kd_swaps):
+        raise click.UsageError("--teacher needs --kd-weight W or --kd-swaps N, or it would not be used")
     config = TrainConfig(
         seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, neg_weight=neg_weight, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, nce_weight=nce_weight, nce_scale=nce_scale, nce_hard=nce_hard, lr=lr,
-        teacher=teacher, kd_weight=kd_weight, kd_scale=kd_scale, kd_negatives_only=kd_negatives_only, val_fraction=val_fraction, glove=glove, threads=threads,
+        teacher=teacher, kd_weight=kd_weight, kd_scale=kd_scale, kd_negatives_only=kd_negatives_only, kd_swaps=kd_swaps, kd_swap_weight=kd_swap_weight, val_fraction=val_fraction, glove=glove, threads=threads,
     )
     config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout
     config.model.bidirectional, config.model.pooling = bidirectional, pooling
@@ -182,9 +188,12 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
 @click.argument("train_file", type=str)
 @click.option("--out", "out_file", type=click.Path(path_type=Path), required=True, help="Teacher file to write (.npz).")
 @click.option("--all-questions", is_flag=True, help="Encode every question, not only those of duplicate pairs.")
+@click.option("--swaps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also make and encode this many near misses (a duplicate-pair question with one word replaced), for --kd-swaps.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the near misses.")
 @pair_columns_option
 @threads_option
-def teacher(train_file, out_file, all_questions, threads, columns):
+def teacher(train_file, out_file, all_questions, swaps, seed, threads, columns):
     """Encode training questions with all-MiniLM-L6-v2, for `dupfinder train --teacher`.
 
     Needs the 'distill' extra. The teacher is used in training only; queries never load it.
@@ -199,9 +208,10 @@ def teacher(train_file, out_file, all_questions, threads, columns):
     if not out_file.parent.is_dir():
         raise click.ClickException(f"folder {out_file.parent} does not exist")
     set_threads(threads)
-    info = write_teacher(train_file, out_file, all_questions, columns=columns, log=log,
+    info = write_teacher(train_file, out_file, all_questions, columns=columns, swaps=swaps, seed=seed, log=log,
                          progress_factory=lambda total, label: Progress(total, label, unit="question"))
-    click.echo(f"wrote {out_file}: {info['questions']:,} questions, {info['dim']}-d, {info['seconds']:.0f} s ({info['teacher']})")
+    near = f" and {info['swaps']:,} near misses" if swaps else ""
+    click.echo(f"wrote {out_file}: {info['questions']:,} questions{near}, {info['dim']}-d, {info['seconds']:.0f} s ({info['teacher']})")
 
 
 @cli.command()

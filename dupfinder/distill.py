@@ -2,23 +2,30 @@
 
 A teacher file (.npz) holds `qids` (int64, sorted) and `vectors` (float16 (n, d), unit rows),
 keyed by the question ids of one pairs file. Training looks vectors up by qid; the teacher is
-never needed at query time.
+never needed at query time. It may also hold near misses: `swap_qids` (int64 (m,), the question
+each was made from), `swap_texts` (str (m,)) and `swap_vectors` (float16 (m, d)).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from .artifacts import write_atomic
-from .data import PairColumns, load_pairs
+from .data import PairColumns, Pairs, load_pairs
 from .errors import InputError
+from .text import TextConfig, Vocab, tokenize
+
+_GLUE_LEFT_RE = re.compile(r" ([?.,!:;)%]|'\w+|n't)(?= |$)")  # no space before these
+_GLUE_RE = re.compile(r"(?<=\S) ?([-/]) ?(?=\S)")  # none around these
 
 
 class Teacher:
@@ -28,15 +35,37 @@ class Teacher:
         try:
             with np.load(path) as z:
                 qids, vectors = z["qids"].astype(np.int64), z["vectors"]
+                d = vectors.shape[1] if vectors.ndim == 2 else 0
+                swaps = (z["swap_qids"].astype(np.int64), z["swap_texts"], z["swap_vectors"]) if "swap_qids" in z.files else \
+                    (np.zeros(0, np.int64), np.zeros(0, str), np.zeros((0, d), np.float16))
         except FileNotFoundError:
             raise InputError(f"teacher file {path} does not exist") from None
         except Exception as e:
             raise InputError(f"teacher file {path} is unreadable ({type(e).__name__}); make it with `dupfinder teacher`") from None
         if qids.ndim != 1 or vectors.ndim != 2 or len(qids) != len(vectors) or not len(qids):
             raise InputError(f"teacher file {path} needs matching `qids` (n,) and `vectors` (n, d) arrays")
+        if not (len(swaps[0]) == len(swaps[1]) == len(swaps[2]) and swaps[2].shape[1:] == vectors.shape[1:]):
+            raise InputError(f"teacher file {path} needs matching `swap_qids`, `swap_texts` and `swap_vectors` arrays")
+        order = np.argsort(swaps[0], kind="stable")
+        swaps = (swaps[0][order], swaps[1][order], swaps[2][order])
         order = np.argsort(qids, kind="stable")
         self.qids = qids[order]
         self.vectors = torch.from_numpy(np.ascontiguousarray(vectors[order], dtype=np.float32))
+        self.swap_qids, self.swap_texts = swaps[0], swaps[1]
+        self.swap_vectors = torch.from_numpy(np.ascontiguousarray(swaps[2], dtype=np.float32))
+        self.swap_tokens: list[np.ndarray] = []
+
+    def tokenize_swaps(self, vocab: Vocab, text: TextConfig) -> None:
+        """Token ids of the near misses in the student's vocabulary, for `swaps_for`."""
+        self.swap_tokens = [vocab.encode(tokenize(t, text)) for t in self.swap_texts.tolist()]
+
+    def swaps_for(self, qids: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in `qids` that have a near miss, the near misses' indices): at most `limit`, in order."""
+        if not len(self.swap_qids):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        pos = np.minimum(np.searchsorted(self.swap_qids, qids), len(self.swap_qids) - 1)
+        rows = np.flatnonzero(self.swap_qids[pos] == qids)[:limit]
+        return rows, pos[rows]
 
     def missing(self, qids: np.ndarray) -> np.ndarray:
         """The ids among `qids` that have no vector."""
@@ -47,6 +76,69 @@ class Teacher:
     def __call__(self, qids: np.ndarray) -> torch.Tensor:
         """(len(qids), d) float32 teacher vectors; every id must be present (check with `missing`)."""
         return self.vectors[torch.from_numpy(np.searchsorted(self.qids, qids))]
+
+
+class NearMisses:
+    """Makes near-miss questions: one word replaced by another word seen in the same context.
+
+    "where are you from ?" -> "where are you going ?": the new word is drawn from the words that
+    follow the same previous word and precede the same next word somewhere in the corpus (as often
+    as they do), so the result reads like a real question that asks something else, or sometimes
+    the same thing ("how do i" -> "how can i"). Which of the two it is, the teacher grades.
+    Articles are never swapped in or out.
+    """
+
+    KEEP = frozenset({"a", "an", "the"})
+    START, END = "<s>", "</s>"
+
+    def __init__(self, token_lists: Iterable[list[str]]):
+        self.after: dict[str, Counter] = defaultdict(Counter)  # previous word -> words seen after it
+        self.before: dict[str, Counter] = defaultdict(Counter)  # next word -> words seen before it
+        for tokens in token_lists:
+            padded = [self.START, *tokens, self.END]
+            for prev, word, nxt in zip(padded, padded[1:], padded[2:]):
+                if self.swappable(word):
+                    self.after[prev][word] += 1
+                    self.before[nxt][word] += 1
+        self.cache: dict[tuple[str, str], tuple[list[str], np.ndarray]] = {}
+
+    def swappable(self, token: str) -> bool:
+        return token.isalpha() and token not in self.KEEP
+
+    def __call__(self, tokens: list[str], rng: np.random.Generator) -> list[str] | None:
+        """A copy of `tokens` with one word replaced, or None when no word has a replacement."""
+        padded = [self.START, *tokens, self.END]
+        positions = [i for i, t in enumerate(tokens) if self.swappable(t)]
+        for i in rng.permutation(positions).tolist() if positions else []:
+            words, cdf = self.choices(padded[i], padded[i + 2])
+            if len(words) < 2:  # only the word itself fits here
+                continue
+            for _ in range(8):  # redraw when the draw is the word itself
+                pick = words[min(int(np.searchsorted(cdf, rng.random())), len(words) - 1)]
+                if pick != tokens[i]:
+                    return [*tokens[:i], pick, *tokens[i + 1 :]]
+        return None
+
+    def choices(self, prev: str, nxt: str) -> tuple[list[str], np.ndarray]:
+        """Words that fit between prev and nxt, weighted by the rarer side, else the words that follow
+        prev; with their cumulative probabilities. Cached: contexts repeat a lot."""
+        key = (prev, nxt)
+        if key not in self.cache:
+            if len(self.cache) >= 100_000:  # bound the memory on huge corpora
+                self.cache.clear()
+            after, before = self.after.get(prev, Counter()), self.before.get(nxt, Counter())
+            small, large = (after, before) if len(after) <= len(before) else (before, after)
+            fit = {w: min(c, large[w]) for w, c in small.items() if w in large}
+            fit = fit if len(fit) >= 2 else after
+            words = sorted(fit)
+            p = np.array([fit[w] for w in words], dtype=np.float64)
+            self.cache[key] = (words, np.cumsum(p / p.sum()) if len(p) else p)
+        return self.cache[key]
+
+
+def detokenize(tokens: list[str]) -> str:
+    """Tokens back to a question for the teacher: no space before punctuation or a clitic."""
+    return _GLUE_RE.sub(r"\1", _GLUE_LEFT_RE.sub(r"\1", " ".join(tokens)))
 
 
 TEACHER_HINT = "pip install 'dupfinder[distill]'"
@@ -76,41 +168,69 @@ def minilm(batch_size: int = 128):
     return encode, version
 
 
-def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool = False, columns: PairColumns | None = None, chunk: int = 4096,
+def near_miss_texts(pairs: Pairs, qids: np.ndarray, n: int, seed: int = 0, text: TextConfig | None = None) -> tuple[np.ndarray, list[str]]:
+    """Up to `n` near misses of questions among `qids`, one per question: (their qids, sorted; texts).
+
+    Replacement words are learned from every question of `pairs`; deterministic for a seed.
+    """
+    text = text or TextConfig()
+    tokens = {q: tokenize(t, text) for q, t in pairs.questions.items()}
+    make = NearMisses(tokens.values())
+    rng = np.random.default_rng([seed, 7])
+    made: dict[int, str] = {}
+    for q in rng.permutation(qids).tolist():
+        if len(made) >= n:
+            break
+        new = make(tokens[q], rng)
+        if new is not None:
+            made[q] = detokenize(new)
+    order = sorted(made)
+    return np.array(order, dtype=np.int64), [made[q] for q in order]
+
+
+def encode_in_chunks(encode: Callable, texts: list[str], chunk: int, bar) -> np.ndarray:
+    parts = [np.zeros((0, 0), np.float16)]
+    for start in range(0, len(texts), chunk):
+        part = texts[start : start + chunk]
+        parts.append(encode(part).astype(np.float16))
+        if bar is not None:
+            bar.update(len(part))
+    return np.vstack(parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool = False, columns: PairColumns | None = None,
+                  swaps: int = 0, seed: int = 0, chunk: int = 4096,
                   log: Callable[[str], None] = print, progress_factory: Callable | None = None) -> dict:
     """Encode the questions of a pairs file with all-MiniLM-L6-v2 and write a teacher file.
 
-    By default only the questions of duplicate pairs (the ones the distillation term looks up);
-    `all_questions` encodes every question. The file is written atomically when all are done.
+    By default only the questions of duplicate pairs (the ones the distillation terms look up);
+    `all_questions` encodes every question. `swaps` > 0 also makes and encodes that many near
+    misses of duplicate-pair questions (see `NearMisses`). The file is written atomically when all
+    are done.
     """
+    pairs = load_pairs(pairs_file, columns)
+    log(pairs.report.summary())
+    dup = pairs.label == 1
+    if not dup.any():
+        raise InputError(f"{pairs_file} has no duplicate pairs (is_duplicate = 1) to make a teacher for")
+    dup_qids = np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])
+    qids = np.array(sorted(pairs.questions), dtype=np.int64) if all_questions else dup_qids
+    swap_qids, swap_texts = near_miss_texts(pairs, dup_qids, swaps, seed) if swaps else (np.zeros(0, np.int64), [])
     try:
         encode, version = minilm()
     except ImportError as e:
         raise InputError(f"the teacher needs {e.name} ({TEACHER_HINT})") from None
-    pairs = load_pairs(pairs_file, columns)
-    log(pairs.report.summary())
-    if all_questions:
-        qids = np.array(sorted(pairs.questions), dtype=np.int64)
-    else:
-        dup = pairs.label == 1
-        if not dup.any():
-            raise InputError(f"{pairs_file} has no duplicate pairs (is_duplicate = 1) to make a teacher for")
-        qids = np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])
-    log(f"encoding {len(qids):,} questions with all-MiniLM-L6-v2 ({version})")
-    bar = progress_factory(len(qids), "teacher") if progress_factory else None
+    log(f"encoding {len(qids):,} questions and {len(swap_texts):,} near misses with all-MiniLM-L6-v2 ({version})")
+    bar = progress_factory(len(qids) + len(swap_texts), "teacher") if progress_factory else None
     started = time.perf_counter()
-    parts = []
     try:
-        for start in range(0, len(qids), chunk):
-            part = qids[start : start + chunk].tolist()
-            parts.append(encode([pairs.questions[q] for q in part]).astype(np.float16))
-            if bar is not None:
-                bar.update(len(part))
+        vectors = encode_in_chunks(encode, [pairs.questions[q] for q in qids.tolist()], chunk, bar)
+        swap_vectors = encode_in_chunks(encode, swap_texts, chunk, bar) if swap_texts else np.zeros((0, vectors.shape[1]), np.float16)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - started
     buf = io.BytesIO()
-    np.savez(buf, qids=qids, vectors=np.vstack(parts))
+    np.savez(buf, qids=qids, vectors=vectors, swap_qids=swap_qids, swap_texts=np.array(swap_texts, dtype=str), swap_vectors=swap_vectors)
     write_atomic(Path(out), buf.getvalue())
-    return {"questions": len(qids), "dim": parts[0].shape[1], "seconds": round(seconds, 1), "teacher": version}
+    return {"questions": len(qids), "swaps": len(swap_texts), "dim": vectors.shape[1], "seconds": round(seconds, 1), "teacher": version}

@@ -46,6 +46,8 @@ class TrainConfig:
     kd_weight: float = 0.0  # weight of the distillation term (0 = off)
     kd_scale: float = 20.0  # inverse temperature of its softmax, for teacher and student alike
     kd_negatives_only: bool = False  # leave each row's labeled duplicate out: the teacher only orders negatives
+    kd_swaps: int = 0  # rows per batch whose anchor's near miss (from the teacher file) is graded by the teacher
+    kd_swap_weight: float = 1.0  # weight of that term
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -242,12 +244,15 @@ def batch_loss(
 ) -> torch.Tensor:
     """The loss of one batch. `swapped` = (rows of `dups` whose q1 was altered, the altered token ids);
     `hard` = question ids of hard negatives, extra columns of the InfoNCE term; `teacher` = vectors
-    whose in-batch similarities the student learns to rank alike."""
+    whose in-batch similarities the student learns to rank alike, and near misses it grades."""
     hard = np.zeros(0, np.int64) if hard is None else hard
     qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2, hard]
-    ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()] + swapped[1])
-    v = network(ids, lengths)  # (2b + 2k + h + m, D)
-    b, k, h = len(dups), len(negs), len(hard)
+    near_rows, near = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if teacher is not None and config.kd_swaps:
+        near_rows, near = teacher.swaps_for(dups.qid1, config.kd_swaps)
+    ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()] + swapped[1] + [teacher.swap_tokens[j] for j in near.tolist()])
+    v = network(ids, lengths)  # (2b + 2k + h + m + r, D)
+    b, k, h, m, r = len(dups), len(negs), len(hard), len(swapped[1]), len(near)
     v1, v2 = v[:b], v[b : 2 * b]  # (b, D) each
     sim = v1 @ v2.T  # (b, b): cosines, since rows are unit vectors
     loss = triplet_loss_hard(sim, config.margin, reduction="mean")
@@ -272,8 +277,14 @@ def batch_loss(
         n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k : 2 * b + 2 * k]  # (k, D) each
         loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin)
     if swapped[0]:
-        original, altered = v1[swapped[0]], v[2 * b + 2 * k + h :]  # (m, D) each
+        original, altered = v1[swapped[0]], v[2 * b + 2 * k + h : 2 * b + 2 * k + h + m]  # (m, D) each
         loss = loss + config.sub_weight * labeled_negative_loss(sim.diagonal(), (original * altered).sum(1), config.margin)
+    if r:
+        # per anchor: its duplicate against its own near miss, weighed as the teacher weighs them
+        student = torch.stack([sim.diagonal()[near_rows], (v1[near_rows] * v[-r:]).sum(1)], 1)  # (r, 2)
+        t1 = teacher(dups.qid1[near_rows])
+        graded = torch.stack([(t1 * teacher(dups.qid2[near_rows])).sum(1), (t1 * teacher.swap_vectors[near]).sum(1)], 1)
+        loss = loss + config.kd_swap_weight * distill_loss(student, graded, config.kd_scale)
     return loss
 
 
@@ -330,7 +341,9 @@ def train(
     config = config or TrainConfig()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    teacher = Teacher(config.teacher) if config.teacher and config.kd_weight else None  # before minutes of reading
+    teacher = Teacher(config.teacher) if config.teacher and (config.kd_weight or config.kd_swaps) else None  # before minutes of reading
+    if teacher is not None and config.kd_swaps and not len(teacher.swap_qids):
+        raise InputError(f"teacher file {config.teacher} has no near misses; make it with `dupfinder teacher --swaps N`")
 
     prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else None, log=log, columns=columns)
     out.mkdir(parents=True, exist_ok=True)
@@ -369,7 +382,9 @@ def train(
                 f"teacher file {config.teacher} lacks vectors for {len(missing):,} training questions "
                 f"(qid {missing[0]}, ...); make it from the same training file"
             )
-        log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors) at weight {config.kd_weight}")
+        teacher.tokenize_swaps(prepared.vocab, config.text)
+        log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors) at weight {config.kd_weight}"
+            + (f"; {len(teacher.swap_qids):,} near misses, {config.kd_swaps} per batch at weight {config.kd_swap_weight}" if config.kd_swaps else ""))
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 

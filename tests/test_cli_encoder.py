@@ -154,6 +154,10 @@ def test_torch_threads_apply_when_torch_is_first_loaded_by_the_network(tiny_mode
 def test_distillation_bad_usage(tmp_path, pairs_file):
     r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1")
     assert r.exit_code == 2 and "--kd-weight needs --teacher" in r.output
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-swaps", "8")
+    assert r.exit_code == 2 and "--kd-swaps needs --teacher" in r.output
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--teacher", tmp_path / "none.npz")
+    assert r.exit_code == 2 and "--teacher needs --kd-weight W or --kd-swaps N" in r.output
     r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1", "--teacher", tmp_path / "none.npz")
     assert r.exit_code == 1 and "teacher file" in r.output and "does not exist" in r.output
     assert not (tmp_path / "o" / "manifest.json").exists()

@@ -35,20 +35,28 @@ class StopAfter:
         pass
 
 
-def random_teacher(path, pairs_file, d=6, skip=0):
-    """Random unit teacher vectors for every question of `pairs_file` but the first `skip`."""
+def random_teacher(path, pairs_file, d=6, skip=0, swaps=False):
+    """Random unit teacher vectors for every question of `pairs_file` but the first `skip`; with
+    `swaps`, a near miss (its words reversed) of every other question, with a random vector."""
     from dupfinder.data import load_pairs
 
-    qids = np.array(sorted(load_pairs(pairs_file).questions), dtype=np.int64)[skip:]
-    v = np.random.default_rng(0).standard_normal((len(qids), d))
-    np.savez(path, qids=qids[::-1], vectors=(v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16))
+    questions = load_pairs(pairs_file).questions
+    qids = np.array(sorted(questions), dtype=np.int64)[skip:]
+    rng = np.random.default_rng(0)
+    unit = lambda n: (lambda v: (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16))(rng.standard_normal((n, d)))
+    extra = {}
+    if swaps:
+        sq = qids[::2]
+        extra = {"swap_qids": sq[::-1], "swap_texts": np.array([" ".join(questions[q].split()[::-1]) for q in sq[::-1]]), "swap_vectors": unit(len(sq))}
+    np.savez(path, qids=qids[::-1], vectors=unit(len(qids)), **extra)
     return str(path)
 
 
-@pytest.mark.parametrize("extra", [{}, {"sub_negs": 3}, {"nce_weight": 1.0, "nce_hard": True}, {"kd_weight": 1.0, "teacher": True}])
+@pytest.mark.parametrize("extra", [{}, {"sub_negs": 3}, {"nce_weight": 1.0, "nce_hard": True}, {"kd_weight": 1.0, "teacher": True},
+                                   {"kd_swaps": 4, "teacher": True}])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, extra):
     if extra.get("teacher"):
-        extra = {**extra, "teacher": random_teacher(tmp_path / "teacher.npz", pairs_file)}
+        extra = {**extra, "teacher": random_teacher(tmp_path / "teacher.npz", pairs_file, swaps=True)}
     straight = tmp_path / "straight"
     train(pairs_file, straight, tiny_config(**extra), log=lambda _: None)
 
@@ -122,9 +130,50 @@ def test_teacher_lookup_by_qid_and_missing_questions(tmp_path, pairs_file):
     with pytest.raises(InputError, match="lacks vectors for"):
         train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, teacher=partial), log=lambda _: None)
     assert not (tmp_path / "m" / "manifest.json").exists()
+    with pytest.raises(InputError, match="has no near misses"):
+        train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=path), log=lambda _: None)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="unreadable"):
         Teacher(tmp_path / "bad.npz")
+
+
+def test_teacher_near_misses_by_qid(tmp_path, pairs_file):
+    from dupfinder.distill import Teacher
+
+    path = random_teacher(tmp_path / "t.npz", pairs_file, swaps=True)
+    with np.load(path) as z:
+        sq, texts, sv = z["swap_qids"], z["swap_texts"], z["swap_vectors"].astype(np.float32)
+    teacher = Teacher(path)
+    have, lack = sq[[2, 0]], np.setdiff1d(teacher.qids, sq)[:2]
+    asked = np.array([lack[0], have[0], lack[1], have[1]])
+    rows, idx = teacher.swaps_for(asked, limit=10)
+    assert rows.tolist() == [1, 3]
+    assert teacher.swap_texts[idx].tolist() == texts[[2, 0]].tolist()
+    np.testing.assert_array_equal(teacher.swap_vectors[idx].numpy(), sv[[2, 0]])
+    assert teacher.swaps_for(asked, limit=1)[0].tolist() == [1]
+
+
+def test_near_misses_replace_one_word_by_one_seen_in_its_context():
+    from dupfinder.distill import NearMisses, detokenize
+    from dupfinder.text import tokenize
+
+    corpus = ["where are you from?", "where are you going?", "where are you going tonight?", "how do i learn python?",
+              "how can i learn python?", "how do i cook rice?", "what is the capital of france?"]
+    make = NearMisses(tokenize(t) for t in corpus)
+    seen = set()
+    for seed in range(40):
+        new = make(tokenize("where are you from?"), np.random.default_rng(seed))
+        assert new is not None and len(new) == 5 and sum(a != b for a, b in zip(new, tokenize("where are you from?"))) == 1
+        seen.add(detokenize(new))
+    # "going" is the one other word seen after "you" and before "?"; no other word is seen before
+    # "are", so the first word falls back to the other words seen first; "are" has no other fit at all
+    assert seen == {"where are you going?", "how are you from?", "what are you from?"}
+    assert make(tokenize("the the"), np.random.default_rng(0)) is None  # articles never change
+    assert make(["?", "2016"], np.random.default_rng(0)) is None  # only words are replaced
+    assert NearMisses([["i", "learn", "python"]])(["i", "learn", "python"], np.random.default_rng(0)) is None  # no other word fits
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    assert make(tokenize("how do i cook python?"), rng_a) == make(tokenize("how do i cook python?"), rng_b)
+    assert detokenize(tokenize("What's 2-3 (or 50%), isn't it?")) == "what's 2-3 ( or 50%), isn't it?"
 
 
 def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
@@ -133,12 +182,14 @@ def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
     from dupfinder.data import load_pairs
     from dupfinder.distill import Teacher, write_teacher
 
-    info = write_teacher(pairs_file, tmp_path / "t.npz", log=lambda _: None)
+    info = write_teacher(pairs_file, tmp_path / "t.npz", swaps=5, log=lambda _: None)
     pairs = load_pairs(pairs_file)
     dup = pairs.label == 1
-    assert info["questions"] == len(np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])) and info["dim"] == 384
+    dup_qids = np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])
+    assert info["questions"] == len(dup_qids) and info["dim"] == 384 and info["swaps"] == 5
     teacher = Teacher(tmp_path / "t.npz")
     np.testing.assert_allclose(np.linalg.norm(teacher.vectors.numpy(), axis=1), 1.0, atol=2e-3)
-    assert not len(teacher.missing(np.r_[pairs.qid1[dup], pairs.qid2[dup]]))
-    manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, teacher=str(tmp_path / "t.npz")), log=lambda _: None)
-    assert manifest["training"]["config"]["kd_weight"] == 1.0
+    np.testing.assert_allclose(np.linalg.norm(teacher.swap_vectors.numpy(), axis=1), 1.0, atol=2e-3)
+    assert not len(teacher.missing(np.r_[pairs.qid1[dup], pairs.qid2[dup]])) and set(teacher.swap_qids) <= set(dup_qids)
+    manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, kd_swaps=4, teacher=str(tmp_path / "t.npz")), log=lambda _: None)
+    assert manifest["training"]["config"]["kd_weight"] == 1.0 and manifest["training"]["config"]["kd_swaps"] == 4
