@@ -131,9 +131,9 @@ def cli():
 @click.option("--kd-negatives-only/--kd-all", default=False, show_default=True,
               help="Distil only the order of each row's negatives, leaving its labeled duplicate out.")
 @click.option("--kd-swaps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Anchors per batch whose near miss (from `dupfinder teacher --swaps`) the teacher grades against their duplicate.")
+              help="Anchors per batch whose cosine to their near miss (from `dupfinder teacher --swaps`) learns the teacher's.")
 @click.option("--kd-swap-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
-              help="Weight of the near-miss distillation term.")
+              help="Weight of the near-miss distillation term (squared error of the cosines).")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
 @click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)

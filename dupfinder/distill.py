@@ -231,6 +231,6 @@ def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool =
             bar.close()
     seconds = time.perf_counter() - started
     buf = io.BytesIO()
-    np.savez(buf, qids=qids, vectors=vectors, swap_qids=swap_qids, swap_texts=np.array(swap_texts, dtype=str), swap_vectors=swap_vectors)
+    np.savez_compressed(buf, qids=qids, vectors=vectors, swap_qids=swap_qids, swap_texts=np.array(swap_texts, dtype=str), swap_vectors=swap_vectors)
     write_atomic(Path(out), buf.getvalue())
     return {"questions": len(qids), "swaps": len(swap_texts), "dim": vectors.shape[1], "seconds": round(seconds, 1), "teacher": version}

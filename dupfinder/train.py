@@ -46,7 +46,7 @@ class TrainConfig:
     kd_weight: float = 0.0  # weight of the distillation term (0 = off)
     kd_scale: float = 20.0  # inverse temperature of its softmax, for teacher and student alike
     kd_negatives_only: bool = False  # leave each row's labeled duplicate out: the teacher only orders negatives
-    kd_swaps: int = 0  # rows per batch whose anchor's near miss (from the teacher file) is graded by the teacher
+    kd_swaps: int = 0  # anchors per batch whose cosine to their near miss (from the teacher file) learns the teacher's
     kd_swap_weight: float = 1.0  # weight of that term
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
@@ -280,11 +280,10 @@ def batch_loss(
         original, altered = v1[swapped[0]], v[2 * b + 2 * k + h : 2 * b + 2 * k + h + m]  # (m, D) each
         loss = loss + config.sub_weight * labeled_negative_loss(sim.diagonal(), (original * altered).sum(1), config.margin)
     if r:
-        # per anchor: its duplicate against its own near miss, weighed as the teacher weighs them
-        student = torch.stack([sim.diagonal()[near_rows], (v1[near_rows] * v[-r:]).sum(1)], 1)  # (r, 2)
-        t1 = teacher(dups.qid1[near_rows])
-        graded = torch.stack([(t1 * teacher(dups.qid2[near_rows])).sum(1), (t1 * teacher.swap_vectors[near]).sum(1)], 1)
-        loss = loss + config.kd_swap_weight * distill_loss(student, graded, config.kd_scale)
+        # each anchor and its near miss should be as similar as the teacher says they are
+        student = (v1[near_rows] * v[-r:]).sum(1)  # (r,)
+        graded = (teacher(dups.qid1[near_rows]) * teacher.swap_vectors[near]).sum(1)
+        loss = loss + config.kd_swap_weight * torch.nn.functional.mse_loss(student, graded)
     return loss
 
 
@@ -383,8 +382,10 @@ def train(
                 f"(qid {missing[0]}, ...); make it from the same training file"
             )
         teacher.tokenize_swaps(prepared.vocab, config.text)
-        log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors) at weight {config.kd_weight}"
-            + (f"; {len(teacher.swap_qids):,} near misses, {config.kd_swaps} per batch at weight {config.kd_swap_weight}" if config.kd_swaps else ""))
+        terms = [f"in-batch ranking at weight {config.kd_weight}"] if config.kd_weight else []
+        if config.kd_swaps:
+            terms.append(f"{config.kd_swaps} of its {len(teacher.swap_qids):,} near misses per batch at weight {config.kd_swap_weight}")
+        log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors): {'; '.join(terms)}")
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 

@@ -193,3 +193,30 @@ def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
     assert not len(teacher.missing(np.r_[pairs.qid1[dup], pairs.qid2[dup]])) and set(teacher.swap_qids) <= set(dup_qids)
     manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, kd_swaps=4, teacher=str(tmp_path / "t.npz")), log=lambda _: None)
     assert manifest["training"]["config"]["kd_weight"] == 1.0 and manifest["training"]["config"]["kd_swaps"] == 4
+
+
+def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs_file):
+    from dupfinder.distill import Teacher
+    from dupfinder.encode import pad_batch
+    from dupfinder.model import SiameseEncoder
+    from dupfinder.train import batch_loss, prepare
+
+    config = tiny_config(kd_swaps=3, kd_swap_weight=2.5)
+    prepared = prepare(pairs_file, config, log=lambda _: None)
+    config.model.vocab_size = len(prepared.vocab)
+    torch.manual_seed(0)
+    network = SiameseEncoder(config.model).eval()
+    teacher = Teacher(random_teacher(tmp_path / "t.npz", pairs_file, swaps=True))
+    teacher.tokenize_swaps(prepared.vocab, config.text)
+    dups = prepared.train.subset(np.flatnonzero(prepared.train.label == 1)[:6])
+    negs = prepared.train.subset(np.zeros(0, np.int64))
+    rows, near = teacher.swaps_for(dups.qid1, 3)
+    assert len(rows) >= 1
+    with torch.no_grad():
+        with_term = batch_loss(network, prepared, config, dups, negs, teacher=teacher)
+        without = batch_loss(network, prepared, tiny_config(kd_swaps=0), dups, negs, teacher=teacher)
+        anchors = network(*pad_batch([prepared.tokens[q] for q in dups.qid1[rows].tolist()]))
+        missed = network(*pad_batch([teacher.swap_tokens[j] for j in near.tolist()]))
+        student = (anchors * missed).sum(1)
+        graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors[near]).sum(1)
+    torch.testing.assert_close(with_term - without, 2.5 * ((student - graded) ** 2).mean(), rtol=1e-4, atol=1e-5)
