@@ -189,11 +189,12 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
 @click.option("--out", "out_file", type=click.Path(path_type=Path), required=True, help="Teacher file to write (.npz).")
 @click.option("--all-questions", is_flag=True, help="Encode every question, not only those of duplicate pairs.")
 @click.option("--swaps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Also make and encode this many near misses (a duplicate-pair question with one word replaced), for --kd-swaps.")
+              help="Also make and encode this many near misses (a duplicate-pair question with one word replaced), shortest questions first, for --kd-swaps.")
+@click.option("--swaps-per-question", type=click.IntRange(min=1), default=1, show_default=True, help="Near misses made of each question, at most.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the near misses.")
 @pair_columns_option
 @threads_option
-def teacher(train_file, out_file, all_questions, swaps, seed, threads, columns):
+def teacher(train_file, out_file, all_questions, swaps, swaps_per_question, seed, threads, columns):
     """Encode training questions with all-MiniLM-L6-v2, for `dupfinder train --teacher`.
 
     Needs the 'distill' extra. The teacher is used in training only; queries never load it.
@@ -208,7 +209,7 @@ def teacher(train_file, out_file, all_questions, swaps, seed, threads, columns):
     if not out_file.parent.is_dir():
         raise click.ClickException(f"folder {out_file.parent} does not exist")
     set_threads(threads)
-    info = write_teacher(train_file, out_file, all_questions, columns=columns, swaps=swaps, seed=seed, log=log,
+    info = write_teacher(train_file, out_file, all_questions, columns=columns, swaps=swaps, swaps_per_question=swaps_per_question, seed=seed, log=log,
                          progress_factory=lambda total, label: Progress(total, label, unit="question"))
     near = f" and {info['swaps']:,} near misses" if swaps else ""
     click.echo(f"wrote {out_file}: {info['questions']:,} questions{near}, {info['dim']}-d, {info['seconds']:.0f} s ({info['teacher']})")

@@ -59,13 +59,13 @@ class Teacher:
         """Token ids of the near misses in the student's vocabulary, for `swaps_for`."""
         self.swap_tokens = [vocab.encode(tokenize(t, text)) for t in self.swap_texts.tolist()]
 
-    def swaps_for(self, qids: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in `qids` that have a near miss, the near misses' indices): at most `limit`, in order."""
-        if not len(self.swap_qids):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        pos = np.minimum(np.searchsorted(self.swap_qids, qids), len(self.swap_qids) - 1)
-        rows = np.flatnonzero(self.swap_qids[pos] == qids)[:limit]
-        return rows, pos[rows]
+    def swaps_for(self, qids: np.ndarray, limit: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in `qids` that have a near miss, one near miss's index each): at most `limit`, in
+        order. A question with several near misses gets one of them at random (the first without rng)."""
+        lo, hi = np.searchsorted(self.swap_qids, qids, "left"), np.searchsorted(self.swap_qids, qids, "right")
+        rows = np.flatnonzero(hi > lo)[:limit]
+        pick = lo[rows] if rng is None else lo[rows] + (rng.random(len(rows)) * (hi - lo)[rows]).astype(np.int64)
+        return rows, pick
 
     def missing(self, qids: np.ndarray) -> np.ndarray:
         """The ids among `qids` that have no vector."""
@@ -168,8 +168,10 @@ def minilm(batch_size: int = 128):
     return encode, version
 
 
-def near_miss_texts(pairs: Pairs, qids: np.ndarray, n: int, seed: int = 0, text: TextConfig | None = None) -> tuple[np.ndarray, list[str]]:
-    """Up to `n` near misses of questions among `qids`, one per question: (their qids, sorted; texts).
+def near_miss_texts(pairs: Pairs, qids: np.ndarray, n: int, seed: int = 0, text: TextConfig | None = None,
+                    per_question: int = 1) -> tuple[np.ndarray, list[str]]:
+    """Up to `n` near misses of questions among `qids`, up to `per_question` each, shortest questions
+    first (one word is a larger share of a short question's meaning): (their qids, sorted; texts).
 
     Replacement words are learned from every question of `pairs`; deterministic for a seed.
     """
@@ -177,15 +179,21 @@ def near_miss_texts(pairs: Pairs, qids: np.ndarray, n: int, seed: int = 0, text:
     tokens = {q: tokenize(t, text) for q, t in pairs.questions.items()}
     make = NearMisses(tokens.values())
     rng = np.random.default_rng([seed, 7])
-    made: dict[int, str] = {}
-    for q in rng.permutation(qids).tolist():
+    shuffled = rng.permutation(qids)
+    made: list[tuple[int, str]] = []
+    for q in sorted(shuffled.tolist(), key=lambda q: len(tokens[q])):  # stable: ties stay shuffled
         if len(made) >= n:
             break
-        new = make(tokens[q], rng)
-        if new is not None:
-            made[q] = detokenize(new)
-    order = sorted(made)
-    return np.array(order, dtype=np.int64), [made[q] for q in order]
+        seen = {" ".join(tokens[q])}
+        for _ in range(2 * per_question):  # a few tries for distinct ones
+            new = make(tokens[q], rng)
+            if new is not None and " ".join(new) not in seen:
+                seen.add(" ".join(new))
+                made.append((q, detokenize(new)))
+            if len(seen) > per_question or len(made) >= n:
+                break
+    made.sort(key=lambda m: m[0])
+    return np.array([q for q, _ in made], dtype=np.int64), [t for _, t in made]
 
 
 def encode_in_chunks(encode: Callable, texts: list[str], chunk: int, bar) -> np.ndarray:
@@ -199,13 +207,14 @@ def encode_in_chunks(encode: Callable, texts: list[str], chunk: int, bar) -> np.
 
 
 def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool = False, columns: PairColumns | None = None,
-                  swaps: int = 0, seed: int = 0, chunk: int = 4096,
+                  swaps: int = 0, swaps_per_question: int = 1, seed: int = 0, chunk: int = 4096,
                   log: Callable[[str], None] = print, progress_factory: Callable | None = None) -> dict:
     """Encode the questions of a pairs file with all-MiniLM-L6-v2 and write a teacher file.
 
     By default only the questions of duplicate pairs (the ones the distillation terms look up);
     `all_questions` encodes every question. `swaps` > 0 also makes and encodes that many near
-    misses of duplicate-pair questions (see `NearMisses`). The file is written atomically when all
+    misses of duplicate-pair questions, up to `swaps_per_question` each, shortest questions first
+    (see `near_miss_texts`). The file is written atomically when all
     are done.
     """
     pairs = load_pairs(pairs_file, columns)
@@ -215,7 +224,7 @@ def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool =
         raise InputError(f"{pairs_file} has no duplicate pairs (is_duplicate = 1) to make a teacher for")
     dup_qids = np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])
     qids = np.array(sorted(pairs.questions), dtype=np.int64) if all_questions else dup_qids
-    swap_qids, swap_texts = near_miss_texts(pairs, dup_qids, swaps, seed) if swaps else (np.zeros(0, np.int64), [])
+    swap_qids, swap_texts = near_miss_texts(pairs, dup_qids, swaps, seed, per_question=swaps_per_question) if swaps else (np.zeros(0, np.int64), [])
     try:
         encode, version = minilm()
     except ImportError as e:

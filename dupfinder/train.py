@@ -240,16 +240,17 @@ class WordSwapper:
 def batch_loss(
     network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dups: Pairs, negs: Pairs,
     swapped: tuple[list[int], list[np.ndarray]] = ([], []), hard: np.ndarray | None = None,
-    teacher: Teacher | None = None,
+    teacher: Teacher | None = None, rng: np.random.Generator | None = None,
 ) -> torch.Tensor:
     """The loss of one batch. `swapped` = (rows of `dups` whose q1 was altered, the altered token ids);
     `hard` = question ids of hard negatives, extra columns of the InfoNCE term; `teacher` = vectors
-    whose in-batch similarities the student learns to rank alike, and near misses it grades."""
+    whose in-batch similarities the student learns to rank alike, and near misses it grades (`rng`
+    picks among a question's near misses)."""
     hard = np.zeros(0, np.int64) if hard is None else hard
     qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2, hard]
     near_rows, near = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if teacher is not None and config.kd_swaps:
-        near_rows, near = teacher.swaps_for(dups.qid1, config.kd_swaps)
+        near_rows, near = teacher.swaps_for(dups.qid1, config.kd_swaps, rng)
     ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()] + swapped[1] + [teacher.swap_tokens[j] for j in near.tolist()])
     v = network(ids, lengths)  # (2b + 2k + h + m + r, D)
     b, k, h, m, r = len(dups), len(negs), len(hard), len(swapped[1]), len(near)
@@ -420,7 +421,8 @@ def train(
                 hard = None
                 if hard_negatives is not None:
                     hard = hard_negatives.sample([c[q] for q in dups.qid1.tolist()], np.random.default_rng([config.seed, state.epoch, 3, i]))
-                loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped, hard, teacher)
+                loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped, hard, teacher,
+                                  np.random.default_rng([config.seed, state.epoch, 4, i]))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)

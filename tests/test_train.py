@@ -220,3 +220,30 @@ def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs
         student = (anchors * missed).sum(1)
         graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors[near]).sum(1)
     torch.testing.assert_close(with_term - without, 2.5 * ((student - graded) ** 2).mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_near_miss_texts_shortest_questions_first_and_several_each():
+    from dupfinder.data import Pairs, ReadReport
+    from dupfinder.distill import near_miss_texts
+
+    questions = {1: "where are you from?", 2: "where are you going?", 3: "how do i learn python fast?", 4: "how can i learn python fast?",
+                 5: "what is the best way to learn python fast?", 6: "what is the best way to learn java fast?"}
+    pairs = Pairs(np.array([1, 3, 5]), np.array([2, 4, 6]), np.array([1, 1, 1], np.int8), questions, ReadReport("test"))
+    qids, texts = near_miss_texts(pairs, np.array([1, 3, 5]), n=4, per_question=2)
+    assert qids.tolist() == sorted(qids.tolist()) and len(texts) == 4
+    assert set(qids.tolist()) <= {1, 3}  # the two shortest questions use up the four
+    assert all(t != questions[q] for q, t in zip(qids.tolist(), texts)) and len(set(texts)) == 4
+    again = near_miss_texts(pairs, np.array([1, 3, 5]), n=4, per_question=2)
+    assert again[0].tolist() == qids.tolist() and again[1] == texts  # deterministic for a seed
+
+
+def test_a_question_with_several_near_misses_gets_one_at_random(tmp_path):
+    from dupfinder.distill import Teacher
+
+    np.savez(tmp_path / "t.npz", qids=np.array([1, 2]), vectors=np.eye(2, dtype=np.float16),
+             swap_qids=np.array([2, 1, 2, 2]), swap_texts=np.array(["b1", "a", "b2", "b3"]), swap_vectors=np.eye(2, dtype=np.float16)[[0, 1, 0, 1]])
+    teacher = Teacher(tmp_path / "t.npz")
+    rows, idx = teacher.swaps_for(np.array([2, 3, 1]), limit=5)
+    assert rows.tolist() == [0, 2] and teacher.swap_texts[idx].tolist() == ["b1", "a"]
+    picked = {teacher.swap_texts[teacher.swaps_for(np.array([2]), 1, np.random.default_rng(s))[1][0]] for s in range(30)}
+    assert picked == {"b1", "b2", "b3"}
