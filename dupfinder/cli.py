@@ -141,12 +141,14 @@ def cli():
               help="Dropout on the word vectors and the pooled vector, in training only.")
 @click.option("--bidirectional/--unidirectional", default=True, show_default=True)
 @click.option("--pooling", type=click.Choice(["mean", "max", "meanmax"]), default="max", show_default=True)
+@click.option("--drop-end-punct/--keep-end-punct", default=False, show_default=True,
+              help="Drop the ?, . and ! that end a question before encoding; saved with the model.")
 @click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @pair_columns_option
 def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, kd_swaps, kd_swap_weight, lr, d_model, layers, dropout,
-          bidirectional, pooling, glove, val_fraction, threads, columns):
+          bidirectional, pooling, drop_end_punct, glove, val_fraction, threads, columns):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
     Writes a model directory with config, vocabulary, weights and a manifest holding the calibrated
@@ -169,6 +171,7 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
     )
     config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout
     config.model.bidirectional, config.model.pooling = bidirectional, pooling
+    config.text.drop_end_punct = drop_end_punct
     try:
         manifest = run_training(
             train_file, out_dir, config, resume=resume, dev_file=dev_file, log=log, columns=columns,

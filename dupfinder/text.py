@@ -20,6 +20,7 @@ PAD_ID, UNK_ID = 0, 1
 # Words, GloVe-style clitics ("do n't", "what 's") and single punctuation marks.
 _TOKEN_RE = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|[^\w\s]")
 _SPACE_RE = re.compile(r"\s+")
+_END_MARKS = frozenset("?.!")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00b4": "'"})
 
 
@@ -27,6 +28,9 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": 
 class TextConfig:
     lowercase: bool = True  # Quora casing is noisy; GloVe 6B is lowercase
     max_len: int = 48  # tokens kept per question; 99% of Quora questions are shorter
+    # drop the ?, . and ! that end a question: they say little, and a backward LSTM state that has
+    # read only "?" is the same for every question (False in models made before this option)
+    drop_end_punct: bool = False
 
 
 def normalize(text: str, config: TextConfig | None = None) -> str:
@@ -44,7 +48,13 @@ def tokenize(text: str, config: TextConfig | None = None) -> list[str]:
     ['what', "'s", 'the', 'best', 'way', 'to', 'learn', 'c']
     """
     config = config or TextConfig()
-    return _TOKEN_RE.findall(normalize(text, config))[: config.max_len]
+    tokens = _TOKEN_RE.findall(normalize(text, config))
+    if config.drop_end_punct:
+        end = len(tokens)
+        while end > 1 and tokens[end - 1] in _END_MARKS:  # a question of marks alone keeps its first
+            end -= 1
+        tokens = tokens[:end]
+    return tokens[: config.max_len]
 
 
 class Vocab:

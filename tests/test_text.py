@@ -33,3 +33,12 @@ def test_vocab_build_is_deterministic_and_round_trips():
 def test_vocab_must_start_with_specials():
     with pytest.raises(ValueError):
         Vocab(["a", "b"])
+
+
+def test_drop_end_punct_drops_only_the_marks_that_end_a_question():
+    drop = TextConfig(drop_end_punct=True)
+    assert tokenize("Where are you from?", drop) == ["where", "are", "you", "from"]
+    assert tokenize("What is X? Why?!", drop) == ["what", "is", "x", "?", "why"]  # inner marks stay
+    assert tokenize("Is C++ hard.", drop) == ["is", "c", "+", "+", "hard"]
+    assert tokenize("???", drop) == ["?"]  # never empty
+    assert tokenize("Where are you from?") == ["where", "are", "you", "from", "?"]  # off by default: older models

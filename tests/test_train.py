@@ -247,3 +247,14 @@ def test_a_question_with_several_near_misses_gets_one_at_random(tmp_path):
     assert rows.tolist() == [0, 2] and teacher.swap_texts[idx].tolist() == ["b1", "a"]
     picked = {teacher.swap_texts[teacher.swaps_for(np.array([2]), 1, np.random.default_rng(s))[1][0]] for s in range(30)}
     assert picked == {"b1", "b2", "b3"}
+
+
+def test_text_settings_travel_with_the_model(tmp_path, pairs_file):
+    config = tiny_config()
+    config.text.drop_end_punct = True
+    train(pairs_file, tmp_path / "m", config, log=lambda _: None)
+    for backend in ("numpy", "torch"):
+        model = load_model(tmp_path / "m", backend=backend)
+        assert model.text_config.drop_end_punct
+        a, b = model.encode(["How do I learn Python?", "How do I learn Python"])
+        np.testing.assert_allclose(a, b, atol=1e-6)
