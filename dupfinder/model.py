@@ -20,7 +20,8 @@ class ModelConfig:
     d_model: int = 128  # LSTM hidden size per direction (the course uses 128)
     n_layers: int = 1  # stacked LSTM layers
     bidirectional: bool = False  # the course encoder is unidirectional
-    pooling: str = "mean"  # "mean", "max" or "meanmax" over the unpadded time steps
+    pooling: str = "mean"  # "mean", "max", "meanmax" over the unpadded time steps; "last": each direction's
+    # final state (forward at the last token, backward at the first), "maxlast": max and last side by side
     d_out: int = 0  # linear projection after pooling; 0 = none (vector is the pooled LSTM state)
     dropout: float = 0.0  # on embeddings and pooled vectors, training only
 
@@ -29,10 +30,11 @@ class ModelConfig:
         if self.d_out:
             return self.d_out
         width = self.d_model * (2 if self.bidirectional else 1)
-        return width * (2 if self.pooling == "meanmax" else 1)
+        return width * (2 if self.pooling in DOUBLE_WIDTH else 1)
 
 
-POOLINGS = ("mean", "max", "meanmax")
+POOLINGS = ("mean", "max", "meanmax", "last", "maxlast")
+DOUBLE_WIDTH = ("meanmax", "maxlast")  # two pooled vectors side by side
 
 
 class SiameseEncoder(nn.Module):
@@ -46,7 +48,7 @@ class SiameseEncoder(nn.Module):
             config.d_embed, config.d_model, num_layers=config.n_layers,
             bidirectional=config.bidirectional, batch_first=True,
         )
-        width = config.d_model * (2 if config.bidirectional else 1) * (2 if config.pooling == "meanmax" else 1)
+        width = config.d_model * (2 if config.bidirectional else 1) * (2 if config.pooling in DOUBLE_WIDTH else 1)
         self.proj = nn.Linear(width, config.d_out) if config.d_out else None
         self.drop = nn.Dropout(config.dropout)
 
@@ -77,8 +79,13 @@ class SiameseEncoder(nn.Module):
         pooled = []
         if self.config.pooling in ("mean", "meanmax"):
             pooled.append((h * mask).sum(1) / lengths[:, None].to(h.dtype))  # (b, H)
-        if self.config.pooling in ("max", "meanmax"):
+        if self.config.pooling in ("max", "meanmax", "maxlast"):
             pooled.append(h.masked_fill(~mask, float("-inf")).amax(1))  # (b, H)
+        if self.config.pooling in ("last", "maxlast"):
+            last = h[torch.arange(len(lengths), device=h.device), lengths - 1]  # (b, H): the states at each row's last token
+            if self.config.bidirectional:  # the backward direction ends at the first token
+                last = torch.cat([last[:, : self.config.d_model], h[:, 0, self.config.d_model :]], dim=-1)
+            pooled.append(last)
         return torch.cat(pooled, dim=-1)
 
     def _lstm(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

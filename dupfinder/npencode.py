@@ -12,7 +12,8 @@ import numpy as np
 
 from .text import UNK_ID
 
-POOLINGS = ("mean", "max", "meanmax")
+POOLINGS = ("mean", "max", "meanmax", "last", "maxlast")
+DOUBLE_WIDTH = ("meanmax", "maxlast")
 # the config keys this forward pass implements; a model with any other key goes through torch
 KNOWN_KEYS = {"vocab_size", "d_embed", "d_model", "n_layers", "bidirectional", "pooling", "d_out", "dropout"}
 
@@ -34,7 +35,7 @@ def vector_dim(config: Mapping) -> int:
     if config.get("d_out"):
         return int(config["d_out"])
     width = config["d_model"] * (2 if config["bidirectional"] else 1)
-    return width * (2 if config["pooling"] == "meanmax" else 1)
+    return width * (2 if config["pooling"] in DOUBLE_WIDTH else 1)
 
 
 def supports(config: Mapping) -> bool:
@@ -54,7 +55,7 @@ def expected_shapes(config: Mapping) -> dict[str, tuple[int, ...]]:
             shapes[f"lstm.bias_ih_l{layer}{suffix}"] = (4 * h,)
             shapes[f"lstm.bias_hh_l{layer}{suffix}"] = (4 * h,)
     if config.get("d_out"):
-        width = h * dirs * (2 if config["pooling"] == "meanmax" else 1)
+        width = h * dirs * (2 if config["pooling"] in DOUBLE_WIDTH else 1)
         shapes["proj.weight"] = (config["d_out"], width)
         shapes["proj.bias"] = (config["d_out"],)
     return shapes
@@ -140,9 +141,14 @@ class NumpyEncoder:
         pooled = []
         if self.pooling in ("mean", "meanmax"):
             pooled.append(x.sum(axis=1) / lengths[:, None].astype(np.float32))  # (B, H) float32
-        if self.pooling in ("max", "meanmax"):
+        if self.pooling in ("max", "meanmax", "maxlast"):
             real = np.arange(t_max)[None, :, None] < lengths[:, None, None]  # (B, T, 1)
             pooled.append(x.max(axis=1) if uniform else np.where(real, x, -np.inf).max(axis=1))  # (B, H)
+        if self.pooling in ("last", "maxlast"):
+            last = x[np.arange(b), lengths - 1]  # (B, H): the states at each row's last token
+            if self.dirs == 2:  # the backward direction ends at the first token
+                last = np.concatenate([last[:, : self.h], x[:, 0, self.h :]], axis=-1)
+            pooled.append(last)
         v = pooled[0] if len(pooled) == 1 else np.concatenate(pooled, axis=-1)  # (B, H) or (B, 2H) float32
         if self.proj is not None:
             v = v @ self.proj[0] + self.proj[1]  # (B, D)

@@ -30,12 +30,12 @@ def test_course_architecture_shape_and_projection():
 
 def test_unknown_pooling_is_refused():
     with pytest.raises(ValueError, match="pooling"):
-        SiameseEncoder(ModelConfig(vocab_size=10, pooling="last"))
+        SiameseEncoder(ModelConfig(vocab_size=10, pooling="attention"))
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("n_layers", [1, 2])
-@pytest.mark.parametrize("pooling", ["mean", "max", "meanmax"])
+@pytest.mark.parametrize("pooling", ["mean", "max", "meanmax", "last", "maxlast"])
 def test_chunked_padded_lstm_equals_packed_lstm(bidirectional, n_layers, pooling):
     """The fast path (length-sorted chunks, reverse direction flipped within each row) is nn.LSTM exactly."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -47,13 +47,16 @@ def test_chunked_padded_lstm_equals_packed_lstm(bidirectional, n_layers, pooling
     ids, lengths = pad_batch([rng.integers(2, 60, size=rng.integers(1, 13)) for _ in range(41)])
 
     packed = pack_padded_sequence(net.embed(ids), lengths, batch_first=True, enforce_sorted=False)
-    h, _ = pad_packed_sequence(net.lstm(packed)[0], batch_first=True, total_length=ids.shape[1])  # (B, T, H)
+    out, (h_n, _) = net.lstm(packed)
+    h, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])  # (B, T, H)
     mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)
     parts = []
     if pooling in ("mean", "meanmax"):
         parts.append((h * mask).sum(1) / lengths[:, None])
-    if pooling in ("max", "meanmax"):
+    if pooling in ("max", "meanmax", "maxlast"):
         parts.append(h.masked_fill(~mask, float("-inf")).amax(1))
+    if pooling in ("last", "maxlast"):  # nn.LSTM's own final states of the top layer, each direction
+        parts.append(torch.cat(list(h_n[-(2 if bidirectional else 1):]), -1))
     expected = torch.nn.functional.normalize(torch.cat(parts, -1), dim=-1)
 
     for chunk in (1, 7, 128):

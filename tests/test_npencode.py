@@ -48,6 +48,9 @@ SHAPES = [
     dict(bidirectional=True, pooling="max"),
     dict(bidirectional=True, pooling="meanmax"),
     dict(bidirectional=True, pooling="meanmax", d_out=7),
+    dict(bidirectional=False, pooling="last"),
+    dict(bidirectional=True, pooling="last"),
+    dict(bidirectional=True, pooling="maxlast"),
     dict(bidirectional=True, pooling="max", n_layers=2),
     dict(bidirectional=False, pooling="mean", n_layers=2, d_out=5),
 ]
