@@ -214,8 +214,7 @@ def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool =
     By default only the questions of duplicate pairs (the ones the distillation terms look up);
     `all_questions` encodes every question. `swaps` > 0 also makes and encodes that many near
     misses of duplicate-pair questions, up to `swaps_per_question` each, shortest questions first
-    (see `near_miss_texts`). The file is written atomically when all
-    are done.
+    (see `near_miss_texts`). The file is written atomically when all are done.
     """
     pairs = load_pairs(pairs_file, columns)
     log(pairs.report.summary())

@@ -385,7 +385,7 @@ def train(
         teacher.tokenize_swaps(prepared.vocab, config.text)
         terms = [f"in-batch ranking at weight {config.kd_weight}"] if config.kd_weight else []
         if config.kd_swaps:
-            terms.append(f"{config.kd_swaps} of its {len(teacher.swap_qids):,} near misses per batch at weight {config.kd_swap_weight}")
+            terms.append(f"up to {config.kd_swaps} of its {len(teacher.swap_qids):,} near misses per batch at weight {config.kd_swap_weight}")
         log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors): {'; '.join(terms)}")
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
