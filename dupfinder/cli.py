@@ -140,8 +140,8 @@ def cli():
 @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Dropout on the word vectors and the pooled vector, in training only.")
 @click.option("--bidirectional/--unidirectional", default=True, show_default=True)
-@click.option("--pooling", type=click.Choice(["mean", "max", "meanmax", "last", "maxlast"]), default="max", show_default=True,
-              help="Over the LSTM states: mean, max, both; last: each direction's final state; maxlast: max and last.")
+@click.option("--pooling", type=click.Choice(["mean", "max", "meanmax", "last", "maxlast", "attention"]), default="max", show_default=True,
+              help="Over the LSTM states: mean, max, both; last: each direction's final state; maxlast: max and last; attention: learned weights.")
 @click.option("--drop-end-punct/--keep-end-punct", default=False, show_default=True,
               help="Drop the ?, . and ! that end a question before encoding; saved with the model.")
 @click.option("--glove/--no-glove", default=True, show_default=True, help="Start from GloVe 6B 50d (needs the 'glove' extra).")

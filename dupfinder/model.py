@@ -21,7 +21,8 @@ class ModelConfig:
     n_layers: int = 1  # stacked LSTM layers
     bidirectional: bool = False  # the course encoder is unidirectional
     pooling: str = "mean"  # "mean", "max", "meanmax" over the unpadded time steps; "last": each direction's
-    # final state (forward at the last token, backward at the first), "maxlast": max and last side by side
+    # final state (forward at the last token, backward at the first), "maxlast": max and last side by side;
+    # "attention": a weighted mean whose weights are a learned softmax over the steps (torch only)
     d_out: int = 0  # linear projection after pooling; 0 = none (vector is the pooled LSTM state)
     dropout: float = 0.0  # on embeddings and pooled vectors, training only
 
@@ -33,7 +34,7 @@ class ModelConfig:
         return width * (2 if self.pooling in DOUBLE_WIDTH else 1)
 
 
-POOLINGS = ("mean", "max", "meanmax", "last", "maxlast")
+POOLINGS = ("mean", "max", "meanmax", "last", "maxlast", "attention")
 DOUBLE_WIDTH = ("meanmax", "maxlast")  # two pooled vectors side by side
 
 
@@ -50,6 +51,7 @@ class SiameseEncoder(nn.Module):
         )
         width = config.d_model * (2 if config.bidirectional else 1) * (2 if config.pooling in DOUBLE_WIDTH else 1)
         self.proj = nn.Linear(width, config.d_out) if config.d_out else None
+        self.attn = nn.Linear(width, 1) if config.pooling == "attention" else None
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, chunk: int = 128) -> torch.Tensor:
@@ -81,6 +83,9 @@ class SiameseEncoder(nn.Module):
             pooled.append((h * mask).sum(1) / lengths[:, None].to(h.dtype))  # (b, H)
         if self.config.pooling in ("max", "meanmax", "maxlast"):
             pooled.append(h.masked_fill(~mask, float("-inf")).amax(1))  # (b, H)
+        if self.attn is not None:
+            scores = self.attn(h).masked_fill(~mask, float("-inf"))  # (b, t, 1)
+            pooled.append((torch.softmax(scores, dim=1) * h.masked_fill(~mask, 0.0)).sum(1))  # (b, H)
         if self.config.pooling in ("last", "maxlast"):
             last = h[torch.arange(len(lengths), device=h.device), lengths - 1]  # (b, H): the states at each row's last token
             if self.config.bidirectional:  # the backward direction ends at the first token

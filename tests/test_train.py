@@ -258,3 +258,14 @@ def test_text_settings_travel_with_the_model(tmp_path, pairs_file):
         assert model.text_config.drop_end_punct
         a, b = model.encode(["How do I learn Python?", "How do I learn Python"])
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_pooling_the_numpy_path_lacks_runs_through_torch(tmp_path, pairs_file):
+    config = tiny_config()
+    config.model.pooling = "attention"
+    train(pairs_file, tmp_path / "m", config, log=lambda _: None)
+    model = load_model(tmp_path / "m")
+    assert not model.uses_numpy(1) and not model.uses_numpy(1000)
+    v = model.encode(["How do I learn Python?", "What is your age?"])
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(v, load_model(tmp_path / "m", backend="torch").encode(["How do I learn Python?", "What is your age?"]), atol=1e-6)
