@@ -198,13 +198,14 @@ def near_miss_texts(pairs: Pairs, qids: np.ndarray, n: int, seed: int = 0, text:
 
 
 def encode_in_chunks(encode: Callable, texts: list[str], chunk: int, bar) -> np.ndarray:
-    parts = [np.zeros((0, 0), np.float16)]
+    """fp16 vectors of non-empty `texts`, `chunk` at a time, advancing `bar` (or None)."""
+    parts = []
     for start in range(0, len(texts), chunk):
         part = texts[start : start + chunk]
         parts.append(encode(part).astype(np.float16))
         if bar is not None:
             bar.update(len(part))
-    return np.vstack(parts[1:]) if len(parts) > 1 else parts[0]
+    return np.vstack(parts)
 
 
 def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool = False, columns: PairColumns | None = None,

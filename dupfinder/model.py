@@ -6,11 +6,13 @@ is the inner product of their vectors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .npencode import POOLINGS as NUMPY_POOLINGS, pooled_width, vector_dim
 
 
 @dataclass
@@ -28,14 +30,10 @@ class ModelConfig:
 
     @property
     def d_vector(self) -> int:
-        if self.d_out:
-            return self.d_out
-        width = self.d_model * (2 if self.bidirectional else 1)
-        return width * (2 if self.pooling in DOUBLE_WIDTH else 1)
+        return vector_dim(asdict(self))
 
 
-POOLINGS = ("mean", "max", "meanmax", "last", "maxlast", "attention")
-DOUBLE_WIDTH = ("meanmax", "maxlast")  # two pooled vectors side by side
+POOLINGS = (*NUMPY_POOLINGS, "attention")
 
 
 class SiameseEncoder(nn.Module):
@@ -49,7 +47,7 @@ class SiameseEncoder(nn.Module):
             config.d_embed, config.d_model, num_layers=config.n_layers,
             bidirectional=config.bidirectional, batch_first=True,
         )
-        width = config.d_model * (2 if config.bidirectional else 1) * (2 if config.pooling in DOUBLE_WIDTH else 1)
+        width = pooled_width(asdict(config))
         self.proj = nn.Linear(width, config.d_out) if config.d_out else None
         self.attn = nn.Linear(width, 1) if config.pooling == "attention" else None
         self.drop = nn.Dropout(config.dropout)

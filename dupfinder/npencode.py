@@ -12,8 +12,8 @@ import numpy as np
 
 from .text import UNK_ID
 
-POOLINGS = ("mean", "max", "meanmax", "last", "maxlast")
-DOUBLE_WIDTH = ("meanmax", "maxlast")
+POOLINGS = ("mean", "max", "meanmax", "last", "maxlast")  # the ones this module runs; torch has one more
+DOUBLE_WIDTH = ("meanmax", "maxlast")  # two pooled vectors side by side
 # the config keys this forward pass implements; a model with any other key goes through torch
 KNOWN_KEYS = {"vocab_size", "d_embed", "d_model", "n_layers", "bidirectional", "pooling", "d_out", "dropout"}
 
@@ -30,12 +30,14 @@ def pad_ids(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return ids, lengths
 
 
+def pooled_width(config: Mapping) -> int:
+    """Width of the pooled LSTM states, before any projection (torch's `SiameseEncoder` uses it too)."""
+    return config["d_model"] * (2 if config["bidirectional"] else 1) * (2 if config["pooling"] in DOUBLE_WIDTH else 1)
+
+
 def vector_dim(config: Mapping) -> int:
-    """Dimension of the encoder's vectors, as `ModelConfig.d_vector` computes it."""
-    if config.get("d_out"):
-        return int(config["d_out"])
-    width = config["d_model"] * (2 if config["bidirectional"] else 1)
-    return width * (2 if config["pooling"] in DOUBLE_WIDTH else 1)
+    """Dimension of the encoder's vectors: the projection's, else the pooled width."""
+    return int(config["d_out"]) if config.get("d_out") else pooled_width(config)
 
 
 def supports(config: Mapping) -> bool:
@@ -55,8 +57,7 @@ def expected_shapes(config: Mapping) -> dict[str, tuple[int, ...]]:
             shapes[f"lstm.bias_ih_l{layer}{suffix}"] = (4 * h,)
             shapes[f"lstm.bias_hh_l{layer}{suffix}"] = (4 * h,)
     if config.get("d_out"):
-        width = h * dirs * (2 if config["pooling"] in DOUBLE_WIDTH else 1)
-        shapes["proj.weight"] = (config["d_out"], width)
+        shapes["proj.weight"] = (config["d_out"], pooled_width(config))
         shapes["proj.bias"] = (config["d_out"],)
     return shapes
 
