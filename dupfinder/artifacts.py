@@ -1,5 +1,6 @@
-"""The versioned model directory: config.json, vocab.json, weights.pt (fp16 state dict), weights.npz
-(the same numbers for the torch-free query path), manifest.json.
+"""The versioned model directory: config.json, vocab.json, weights.npz (the fp16 state dict, read by
+torch and by the torch-free query path alike), manifest.json. Format 1 directories also hold the
+same weights as weights.pt, which torch reads when present; format 2 stores them once.
 
 Nothing here is pickled: weights load with `weights_only=True` or `allow_pickle=False`, everything
 else is JSON. Only `load_network` and `save_model` import torch.
@@ -24,8 +25,7 @@ from .text import TextConfig, Vocab
 if TYPE_CHECKING:  # torch is imported where weights are touched: index and CLI errors stay fast
     from .model import SiameseEncoder
 
-FORMAT_VERSION = 1
-FILES = ("config.json", "vocab.json", "weights.pt", "weights.npz", "manifest.json")
+FORMAT_VERSION = 2  # 2: weights once, in weights.npz (1 also had them as weights.pt)
 NUMPY_WEIGHTS = "weights.npz"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 
@@ -117,25 +117,18 @@ def save_model(
 ) -> dict:
     """Write a model directory; each file atomically, the manifest last (it is the commit point).
 
-    The fingerprint covers weights.pt, the vocabulary and the config; weights.npz holds the same
-    numbers and is bound to the manifest by its sha256, so a stale or damaged copy is refused.
+    The fingerprint covers weights.npz, the vocabulary and the config; the manifest also holds
+    weights.npz's sha256, so a stale or damaged file is refused.
     """
-    import io
-
-    import torch
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in network.state_dict().items()}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    weights = buf.getvalue()
     npz = numpy_weights_bytes(state)
     config_json = json.dumps({"model": asdict(network.config), "text": asdict(text_config)}, indent=2)
     vocab_json = vocab.to_json()
     manifest = {
         "format_version": FORMAT_VERSION,
-        "fingerprint": fingerprint_of(weights, vocab_json, config_json),
+        "fingerprint": fingerprint_of(npz, vocab_json, config_json),
         "threshold": float(threshold),
         "dimension": network.config.d_vector,
         "weights_dtype": "float16" if half else "float32",
@@ -146,8 +139,8 @@ def save_model(
     }
     write_atomic(directory / "config.json", config_json.encode())
     write_atomic(directory / "vocab.json", vocab_json.encode())
-    write_atomic(directory / "weights.pt", weights)
     write_atomic(directory / NUMPY_WEIGHTS, npz)
+    (directory / "weights.pt").unlink(missing_ok=True)  # a format 1 leftover, stale from now on
     write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2).encode())
     return manifest
 
@@ -187,7 +180,8 @@ def read_model_dir(directory: str | Path | None = None) -> ModelFiles:
 
 
 def load_network(files: ModelFiles) -> SiameseEncoder:
-    """The torch network of a model directory, in eval mode."""
+    """The torch network of a model directory, in eval mode: from weights.pt in a format 1 directory
+    that has it, else from weights.npz."""
     import torch
 
     from .model import ModelConfig, SiameseEncoder
@@ -197,14 +191,22 @@ def load_network(files: ModelFiles) -> SiameseEncoder:
         model_config = ModelConfig(**files.model_config)
     except (TypeError, ValueError) as e:
         raise ModelError(f"{path} has an unreadable config ({e}); retrain or restore the model") from None
+    source = path / "weights.pt"
     try:
-        state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+        if files.manifest["format_version"] < 2 and source.exists():
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        else:
+            arrays = load_numpy_weights(files)
+            source = path / NUMPY_WEIGHTS
+            if arrays is None:
+                raise ModelError(f"{path} is not a dupfinder model: {NUMPY_WEIGHTS} is missing")
+            state = {name: torch.from_numpy(a) for name, a in arrays.items()}
         network = SiameseEncoder(model_config)
         network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except FileNotFoundError:
-        raise ModelError(f"{path} is not a dupfinder model: weights.pt is missing") from None
+    except ModelError:
+        raise
     except Exception as e:  # torch raises many kinds for a damaged file
-        raise ModelError(f"{path / 'weights.pt'} is corrupt or does not match config.json ({type(e).__name__}); retrain or restore the model") from None
+        raise ModelError(f"{source} is corrupt or does not match config.json ({type(e).__name__}); retrain or restore the model") from None
     network.eval()
     return network
 
@@ -225,7 +227,7 @@ def load_numpy_weights(files: ModelFiles) -> dict | None:
     except FileNotFoundError:
         return None
     if sha256_hex(data) != record["sha256"]:
-        raise ModelError(f"{path} does not match {files.path / 'manifest.json'} (stale or damaged); restore the model, or delete {path.name} to use weights.pt")
+        raise ModelError(f"{path} does not match {files.path / 'manifest.json'} (stale or damaged); restore the model")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}

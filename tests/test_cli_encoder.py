@@ -106,13 +106,17 @@ def test_model_errors(tmp_path, tiny_model):
     manifest["format_version"] = 99
     (m / "manifest.json").write_text(json.dumps(manifest))
     r = similarity(m)
-    assert r.exit_code == 1 and "has model format 99, newer than this dupfinder reads (1); upgrade dupfinder" in r.output
+    assert r.exit_code == 1 and "has model format 99, newer than this dupfinder reads (2); upgrade dupfinder" in r.output
 
     m = copy_model(tiny_model, tmp_path / "corrupt_weights")
-    (m / "weights.pt").write_bytes(b"not a torch file")
-    (m / "weights.npz").unlink()  # else two questions run in numpy and never read weights.pt
+    (m / "weights.npz").write_bytes(b"not a weights file")
     r = similarity(m)
-    assert r.exit_code == 1 and "weights.pt is corrupt" in r.output
+    assert r.exit_code == 1 and r.output == f"Error: {m / 'weights.npz'} does not match {m / 'manifest.json'} (stale or damaged); restore the model\n"
+
+    m = copy_model(tiny_model, tmp_path / "no_weights")
+    (m / "weights.npz").unlink()
+    r = similarity(m)
+    assert r.exit_code == 1 and r.output == f"Error: {m} is not a dupfinder model: weights.npz is missing\n"
 
     m = copy_model(tiny_model, tmp_path / "corrupt_json")
     (m / "config.json").write_text("{")

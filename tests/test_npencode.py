@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dupfinder.artifacts import DEFAULT_MODEL_DIR, load_numpy_weights, read_model_dir, save_model
+from dupfinder.artifacts import load_numpy_weights, read_model_dir, save_model
 from dupfinder.encode import NUMPY_MAX_BATCH, load_model
 from dupfinder.errors import ModelError
 from dupfinder.model import ModelConfig, SiameseEncoder
@@ -76,16 +76,30 @@ def test_numpy_matches_torch_on_trained_tiny_model(tiny_model, jit):
     np.testing.assert_allclose(np_enc.encode(QUESTIONS), torch_enc.encode(QUESTIONS), atol=1e-5)
 
 
-def test_shipped_model_numpy_weights_are_the_torch_weights():
+def test_shipped_model_numpy_and_torch_load_the_same_weights():
     files = read_model_dir(None)
     arrays = load_numpy_weights(files)
-    state = torch.load(DEFAULT_MODEL_DIR / "weights.pt", weights_only=True)
+    state = load_model(backend="torch").network.state_dict()
     assert arrays.keys() == state.keys()
     for name, tensor in state.items():
         assert arrays[name].dtype == np.float16
-        np.testing.assert_array_equal(arrays[name], tensor.numpy())
+        np.testing.assert_array_equal(arrays[name].astype(np.float32), tensor.numpy())
     np_enc, torch_enc = load_model(backend="numpy"), load_model(backend="torch")
     np.testing.assert_allclose(np_enc.encode(QUESTIONS), torch_enc.encode(QUESTIONS), atol=1e-5)
+
+
+def test_format_1_directory_with_weights_pt_still_loads(tmp_path):
+    """Models written before format 2 hold their weights twice; torch reads weights.pt, numpy weights.npz."""
+    random_model(tmp_path / "m", bidirectional=True, pooling="max")
+    state = {name: torch.from_numpy(a) for name, a in load_numpy_weights(read_model_dir(tmp_path / "m")).items()}
+    torch.save(state, tmp_path / "m" / "weights.pt")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    np_enc, torch_enc = load_model(tmp_path / "m", backend="numpy"), load_model(tmp_path / "m", backend="torch")
+    np.testing.assert_allclose(np_enc.encode(QUESTIONS), torch_enc.encode(QUESTIONS), atol=1e-5)
+    (tmp_path / "m" / "weights.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ModelError, match="weights.pt is corrupt or does not match config.json"):
+        load_model(tmp_path / "m", backend="torch").encode(QUESTIONS)  # the network loads on first use
 
 
 def test_auto_backend_uses_numpy_for_few_questions_and_torch_for_many(tmp_path):
@@ -99,9 +113,11 @@ def test_auto_backend_uses_numpy_for_few_questions_and_torch_for_many(tmp_path):
 def test_model_without_numpy_weights_runs_in_torch(tmp_path):
     random_model(tmp_path / "m", bidirectional=True, pooling="mean")
     want = load_model(tmp_path / "m").encode(QUESTIONS)
+    state = {name: torch.from_numpy(a) for name, a in load_numpy_weights(read_model_dir(tmp_path / "m")).items()}
+    torch.save(state, tmp_path / "m" / "weights.pt")
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    del manifest["numpy_weights"]  # as written before weights.npz existed
-    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    del manifest["numpy_weights"]  # format 1 as written before weights.npz existed: weights.pt only
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
     (tmp_path / "m" / "weights.npz").unlink()
     enc = load_model(tmp_path / "m")
     assert not enc.uses_numpy(1)

@@ -74,7 +74,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, ext
 
 def test_model_directory_contents_and_round_trip(tiny_model):
     manifest = json.loads((tiny_model / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
+    assert (tiny_model / "weights.npz").exists() and not (tiny_model / "weights.pt").exists()  # weights once
     assert {"torch", "numpy", "dupfinder", "python"} <= set(manifest["versions"])
     assert len(manifest["fingerprint"]) == 16
     assert -1 <= manifest["threshold"] <= 1
