@@ -67,6 +67,17 @@ def set_threads(threads: int | None) -> None:
         set_torch_threads(threads)
 
 
+def check_out_dir(path: Path) -> None:
+    """A model folder that can be created or written, checked before minutes of work: else a one-line error."""
+    if path.exists() and not path.is_dir():
+        raise click.ClickException(f"--out {path} is a file, not a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise click.ClickException(f"cannot create or write {path}: {parent} is not a writable folder; choose another --out")
+
+
 def log(message: str) -> None:
     click.echo(message, err=True)
 
@@ -162,6 +173,7 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
     from .progress import Progress
     from .train import TrainConfig, TrainingInterrupted, train as run_training
 
+    check_out_dir(out_dir)
     if not resume and (out_dir / "manifest.json").exists():
         raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
     if (kd_weight or kd_swaps) and not teacher:
@@ -238,6 +250,7 @@ def extend_vocab(model_dir, out_dir, words):
     """
     from .extend import extend_vocab as run
 
+    check_out_dir(out_dir)
     info = run(model_dir, out_dir, words, log=log)
     click.echo(f"wrote {out_dir}: {info['source']['vocabulary']:,} + {info['words_added']:,} words")
 

@@ -105,6 +105,9 @@ def extend_vocab(model_dir: str | Path | None, out_dir: str | Path, words: int, 
         "map": {"shared_words": len(shared), **quality},
     }
     keep = {k: v for k, v in model.manifest.items() if k in ("calibration", "validation", "training", "metrics")}
-    save_model(out_dir, network, Vocab(model.vocab.itos + new), model.text_config, model.threshold,
-               extra={**keep, "vocabulary_extension": record})
+    try:
+        save_model(out_dir, network, Vocab(model.vocab.itos + new), model.text_config, model.threshold,
+                   extra={**keep, "vocabulary_extension": record})
+    except OSError as e:
+        raise InputError(f"cannot write the model to {out_dir}: {e.strerror or e}") from None
     return record

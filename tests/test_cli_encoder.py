@@ -74,6 +74,15 @@ def test_train_missing_file_and_existing_model_is_not_overwritten(tmp_path, tiny
     assert {p.name: p.read_bytes() for p in tiny_model.iterdir()} == before
 
 
+def test_train_out_that_cannot_be_a_folder_is_refused_before_training(tmp_path, pairs_file):
+    (tmp_path / "file").write_text("keep me")
+    r = run("train", pairs_file, "--out", tmp_path / "file")
+    assert r.exit_code == 1 and r.output == f"Error: --out {tmp_path / 'file'} is a file, not a folder\n"
+    r = run("train", pairs_file, "--out", tmp_path / "file" / "model")
+    assert r.exit_code == 1 and r.output.startswith(f"Error: cannot create or write {tmp_path / 'file' / 'model'}: ")
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
 def test_train_resume_without_checkpoint(tmp_path, pairs_file):
     r = run("train", pairs_file, "--out", tmp_path / "fresh", "--resume")
     assert r.exit_code == 1 and "no checkpoint to resume" in r.output

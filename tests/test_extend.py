@@ -79,6 +79,9 @@ def test_extend_vocab_cli(setup, tmp_path, monkeypatch):
     r = runner.invoke(cli, ["extend-vocab", str(model), "--out", str(tmp_path / "out")])
     assert r.exit_code == 1 and r.output.endswith("already holds a model; choose another --out or delete it first\n")
     assert (tmp_path / "out" / "manifest.json").read_bytes() == manifest
+    r = runner.invoke(cli, ["extend-vocab", str(model), "--out", str(tmp_path / "out" / "manifest.json")])
+    assert r.exit_code == 1 and r.output == f"Error: --out {tmp_path / 'out' / 'manifest.json'} is a file, not a folder\n"
+    assert (tmp_path / "out" / "manifest.json").read_bytes() == manifest
     r = runner.invoke(cli, ["extend-vocab", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2")])
     assert r.exit_code == 1 and r.output == f"Error: model directory not found: {tmp_path / 'nowhere'}\n"
     monkeypatch.setattr(extend, "load_glove", lambda: None)
