@@ -93,8 +93,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def not_a_folder(directory: Path) -> IndexStoreError | None:
+    """The error for an index path that is, or lies under, a file; None when it can be a folder."""
+    for p in (directory, *directory.parents):
+        if p.exists():
+            return None if p.is_dir() else IndexStoreError(f"{p} is a file, not an index folder; choose another --index")
+    return None
+
+
 def read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
+    if error := not_a_folder(directory):
+        raise error
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -377,6 +387,8 @@ def writer_lock(directory: Path) -> Iterator[None]:
     immutable generations). The kernel drops the lock of a killed writer, so none goes stale."""
     import fcntl
 
+    if error := not_a_folder(directory):
+        raise error
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / LOCK, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -540,8 +552,11 @@ class AddReport:
 
 
 def check_kind(directory: str | Path, kind: str | None, manifest: dict | None = None) -> None:
-    """Refuse `kind` for an existing index of another kind (cheap: call it before reading big inputs)."""
+    """Refuse a path that cannot be an index folder, and `kind` for an existing index of another kind
+    (cheap: call it before reading big inputs)."""
     directory = Path(directory)
+    if error := not_a_folder(directory):
+        raise error
     if manifest is None:
         if not (directory / MANIFEST).exists():
             return

@@ -205,6 +205,12 @@ def test_missing_foreign_and_corrupt_index_errors(built, tmp_path):
     (tmp_path / "junk" / "x").write_text("x")
     r = run("info", "--index", tmp_path / "junk")
     assert (r.exit_code, r.output) == (1, f"Error: {tmp_path / 'junk'} is not a dupfinder index (manifest.json is missing)\n")
+    (tmp_path / "file").write_text("keep me")
+    for args in (("index", "-"), ("query", "How old are you?"), ("info",), ("remove", "3")):
+        for where in (tmp_path / "file", tmp_path / "file" / "sub"):
+            r = run(*args, "--index", where, input="A question?\n")
+            assert (r.exit_code, r.output) == (1, f"Error: {tmp_path / 'file'} is a file, not an index folder; choose another --index\n")
+    assert (tmp_path / "file").read_text() == "keep me"
 
     manifest = json.loads((built / MANIFEST).read_text())
     foreign = {**manifest, "model": {**manifest["model"], "fingerprint": "0123456789abcdef"}}
