@@ -3,7 +3,7 @@ torch and by the torch-free query path alike), manifest.json. Format 1 directori
 same weights as weights.pt, which torch reads when present; format 2 stores them once.
 
 Nothing here is pickled: weights load with `weights_only=True` or `allow_pickle=False`, everything
-else is JSON. Only `load_network` and `save_model` import torch.
+else is JSON. Only `load_network` imports torch (`save_model` is handed a torch network).
 """
 
 from __future__ import annotations

@@ -77,7 +77,9 @@ def extend_vocab(model_dir: str | Path | None, out_dir: str | Path, words: int, 
     if vectors.shape[1] != table.shape[1]:
         raise ModelError(f"{model.path} has {table.shape[1]}-d word vectors; GloVe 6B 50d can only extend a 50-d model")
     row_of = {w: i for i, w in enumerate(glove_words)}
-    shared = [(i, row_of[w]) for i, w in enumerate(model.vocab.itos) if i > 1 and w in row_of]
+    # fit on trained words only: an extended model's added rows are the map's own output
+    trained = model.manifest.get("vocabulary_extension", {}).get("trained_words", len(model.vocab))
+    shared = [(i, row_of[w]) for i, w in enumerate(model.vocab.itos[:trained]) if i > 1 and w in row_of]
     if len(shared) < max(100, 5 * (table.shape[1] + 1)):
         raise ModelError(f"{model.path} shares only {len(shared):,} words with GloVe, too few to fit a map (a model trained without --glove?)")
     ours, theirs = (np.array(c) for c in zip(*shared))
@@ -100,11 +102,12 @@ def extend_vocab(model_dir: str | Path | None, out_dir: str | Path, words: int, 
     network.config.vocab_size = grown.num_embeddings
     record = {
         "source": {"fingerprint": model.fingerprint, "vocabulary": len(known)},
+        "trained_words": trained,
         "words_added": len(new),
         "from": "GloVe 6B 50d, most frequent first",
         "map": {"shared_words": len(shared), **quality},
     }
-    keep = {k: v for k, v in model.manifest.items() if k in ("calibration", "validation", "training", "metrics")}
+    keep = {k: v for k, v in model.manifest.items() if k in ("calibration", "validation", "training")}
     try:
         save_model(out_dir, network, Vocab(model.vocab.itos + new), model.text_config, model.threshold,
                    extra={**keep, "vocabulary_extension": record})

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from .artifacts import save_model, write_atomic
-from .extend import load_glove
 from .data import HardNegatives, PairBatcher, PairColumns, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
 from .distill import Teacher
 from .encode import encode_sequences, pad_batch
 from .errors import InputError, ModelError
 from .evaluate import calibrate, pair_metrics
+from .extend import load_glove
 from .losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
 from .model import ModelConfig, SiameseEncoder
 from .text import TextConfig, Vocab, tokenize

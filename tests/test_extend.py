@@ -93,6 +93,15 @@ def test_extend_vocab_cli(setup, tmp_path, monkeypatch):
     assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
 
 
+def test_extending_an_extended_model_fits_on_the_trained_words_only(setup, tmp_path):
+    model, glove, _ = setup
+    once = extend.extend_vocab(model, tmp_path / "once", words=2, log=lambda _: None, glove=glove)
+    twice = extend.extend_vocab(tmp_path / "once", tmp_path / "twice", words=2, log=lambda _: None, glove=glove)
+    assert once["trained_words"] == twice["trained_words"] == 302
+    assert twice["map"] == once["map"]  # the same 300 shared words, not the 2 mapped ones
+    assert load_model_dir(tmp_path / "twice").vocab.itos[-4:] == ["zebra", "yak", "xylophone", "walrus"]
+
+
 def test_too_few_shared_words_is_an_error(setup, tmp_path):
     model, (words, vectors), _ = setup
     few = ([w for w in words if w not in KNOWN[20:]], vectors[[i for i, w in enumerate(words) if w not in KNOWN[20:]]])

@@ -196,13 +196,13 @@ def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
     assert manifest["training"]["config"]["kd_weight"] == 1.0 and manifest["training"]["config"]["kd_swaps"] == 4
 
 
-def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs_file):
+def near_miss_batch(tmp_path, pairs_file):
+    """A network, a teacher with near misses, and a batch of 6 duplicate pairs (no labeled non-duplicates)."""
     from dupfinder.distill import Teacher
-    from dupfinder.encode import pad_batch
     from dupfinder.model import SiameseEncoder
-    from dupfinder.train import batch_loss, prepare
+    from dupfinder.train import prepare
 
-    config = tiny_config(kd_swaps=3, kd_swap_weight=2.5)
+    config = tiny_config()
     prepared = prepare(pairs_file, config, log=lambda _: None)
     config.model.vocab_size = len(prepared.vocab)
     torch.manual_seed(0)
@@ -211,16 +211,47 @@ def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs
     teacher.tokenize_swaps(prepared.vocab, config.text)
     dups = prepared.train.subset(np.flatnonzero(prepared.train.label == 1)[:6])
     negs = prepared.train.subset(np.zeros(0, np.int64))
+    return network, prepared, teacher, dups, negs
+
+
+def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs_file):
+    from dupfinder.encode import pad_batch
+    from dupfinder.train import batch_loss
+
+    network, prepared, teacher, dups, negs = near_miss_batch(tmp_path, pairs_file)
     rows, near = teacher.swaps_for(dups.qid1, 3)
     assert len(rows) >= 1
     with torch.no_grad():
-        with_term = batch_loss(network, prepared, config, dups, negs, teacher=teacher)
+        with_term = batch_loss(network, prepared, tiny_config(kd_swaps=3, kd_swap_weight=2.5), dups, negs, teacher=teacher)
         without = batch_loss(network, prepared, tiny_config(kd_swaps=0), dups, negs, teacher=teacher)
         anchors = network(*pad_batch([prepared.tokens[q] for q in dups.qid1[rows].tolist()]))
         missed = network(*pad_batch([teacher.swap_tokens[j] for j in near.tolist()]))
         student = (anchors * missed).sum(1)
         graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors[near]).sum(1)
     torch.testing.assert_close(with_term - without, 2.5 * ((student - graded) ** 2).mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_near_misses_below_the_cut_are_ranked_below_every_duplicate(tmp_path, pairs_file):
+    """--kd-swap-below: near misses the teacher scores below the cut join the labeled non-duplicates' hinge."""
+    from dupfinder.encode import pad_batch
+    from dupfinder.losses import labeled_negative_loss
+    from dupfinder.train import batch_loss
+
+    network, prepared, teacher, dups, negs = near_miss_batch(tmp_path, pairs_file)
+    rows, near = teacher.swaps_for(dups.qid1, 3)
+    graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors[near]).sum(1)
+    cut = float(graded.median()) + 1e-6  # some near misses below it, some not
+    assert 0 < int((graded < cut).sum()) < len(graded)
+    with torch.no_grad():
+        with_term = batch_loss(network, prepared, tiny_config(kd_swaps=3, kd_swap_weight=0, kd_swap_below=cut, neg_weight=1.5), dups, negs, teacher=teacher)
+        without = batch_loss(network, prepared, tiny_config(kd_swaps=0, neg_weight=1.5), dups, negs, teacher=teacher)
+        v1 = network(*pad_batch([prepared.tokens[q] for q in dups.qid1.tolist()]))
+        v2 = network(*pad_batch([prepared.tokens[q] for q in dups.qid2.tolist()]))
+        missed = network(*pad_batch([teacher.swap_tokens[j] for j in near.tolist()]))
+        student = (v1[rows] * missed).sum(1)
+        expected = 1.5 * labeled_negative_loss((v1 * v2).sum(1), student[graded < cut], 0.25)
+    torch.testing.assert_close(with_term - without, expected, rtol=1e-4, atol=1e-5)
+    assert float(expected) > 0  # an untrained network leaves near misses close to their questions
 
 
 def test_near_miss_texts_shortest_questions_first_and_several_each():
