@@ -34,7 +34,8 @@ def main() -> None:
     from dupfinder.extend import load_glove
     from dupfinder.text import tokenize
 
-    print_environment(environment())
+    env = environment()
+    print_environment(env)
     print("command:", " ".join(sys.argv))
     questions = sorted(set(load_pairs(args.data).questions.values()))
     glove = set(load_glove()[0]) if args.glove else None
@@ -61,7 +62,7 @@ def main() -> None:
               + (f"; GloVe knows {in_glove:,} of them ({in_glove / max(missing, 1):.0%})" if glove is not None else ""))
         print("  most common:", ", ".join(f"{w} ({n})" for w, n in common.most_common(10)))
     out = Path(__file__).parent / "results" / "vocab_coverage.json"
-    out.write_text(json.dumps({"environment": environment(), "command": sys.argv, "data": args.data, "results": results}, indent=2))
+    out.write_text(json.dumps({"environment": env, "command": sys.argv, "data": args.data, "results": results}, indent=2))
     print(f"\nwrote {out}")
 
 

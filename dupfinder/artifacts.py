@@ -30,6 +30,15 @@ NUMPY_WEIGHTS = "weights.npz"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` itself if it exists, else its nearest existing parent: where a folder to be written
+    at `path` would be created, and what is in the way when that is a file."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)

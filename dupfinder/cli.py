@@ -69,11 +69,11 @@ def set_threads(threads: int | None) -> None:
 
 def check_out_dir(path: Path) -> None:
     """A model folder that can be created or written, checked before minutes of work: else a one-line error."""
-    if path.exists() and not path.is_dir():
+    from .artifacts import nearest_existing
+
+    parent = nearest_existing(path)
+    if parent == path and not path.is_dir():
         raise click.ClickException(f"--out {path} is a file, not a folder")
-    parent = path
-    while not parent.exists():
-        parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise click.ClickException(f"cannot create or write {path}: {parent} is not a writable folder; choose another --out")
 

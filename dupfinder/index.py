@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .artifacts import write_atomic
+from .artifacts import nearest_existing, write_atomic
 from .errors import IndexStoreError, InputError
 from .text import normalize
 
@@ -95,10 +95,8 @@ def _now() -> str:
 
 def not_a_folder(directory: Path) -> IndexStoreError | None:
     """The error for an index path that is, or lies under, a file; None when it can be a folder."""
-    for p in (directory, *directory.parents):
-        if p.exists():
-            return None if p.is_dir() else IndexStoreError(f"{p} is a file, not an index folder; choose another --index")
-    return None
+    found = nearest_existing(directory)
+    return None if found.is_dir() else IndexStoreError(f"{found} is a file, not an index folder; choose another --index")
 
 
 def read_manifest(directory: Path) -> dict:

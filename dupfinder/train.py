@@ -284,8 +284,8 @@ def batch_loss(
         graded = (teacher(dups.qid1[near_rows]) * teacher.swap_vectors[near]).sum(1)
         if config.kd_swap_weight:
             loss = loss + config.kd_swap_weight * torch.nn.functional.mse_loss(student, graded)
-        below = graded < config.kd_swap_below
-        if config.kd_swap_below and below.any():
+        below = graded < config.kd_swap_below if config.kd_swap_below else None
+        if below is not None and below.any():
             # those the teacher calls different join the labeled non-duplicates: below every duplicate of the batch
             loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), student[below], config.margin)
     return loss
