@@ -50,6 +50,7 @@ class TrainConfig:
     kd_swaps: int = 0  # anchors per batch whose cosine to their near miss (from the teacher file) learns the teacher's
     kd_swap_weight: float = 1.0  # weight of that term
     kd_swap_below: float = 0.0  # near misses the teacher scores below this count as labeled non-duplicates (0 = off)
+    kd_swap_stretch: float = 1.0  # the student's target distance 1 - cos is the teacher's times this
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -283,7 +284,9 @@ def batch_loss(
         student = (v1[near_rows] * v[-r:]).sum(1)  # (r,)
         graded = (teacher(dups.qid1[near_rows]) * teacher.swap_vectors[near]).sum(1)
         if config.kd_swap_weight:
-            loss = loss + config.kd_swap_weight * torch.nn.functional.mse_loss(student, graded)
+            # on the student's scale: distances 1 - cos stretched, so the two thresholds can line up
+            target = 1 - config.kd_swap_stretch * (1 - graded)
+            loss = loss + config.kd_swap_weight * torch.nn.functional.mse_loss(student, target)
         below = graded < config.kd_swap_below if config.kd_swap_below else None
         if below is not None and below.any():
             # those the teacher calls different join the labeled non-duplicates: below every duplicate of the batch
@@ -388,7 +391,8 @@ def train(
         teacher.tokenize_swaps(prepared.vocab, config.text)
         terms = [f"in-batch ranking at weight {config.kd_weight}"] if config.kd_weight else []
         if config.kd_swaps:
-            terms.append(f"up to {config.kd_swaps} of its {len(teacher.swap_qids):,} near misses per batch at weight {config.kd_swap_weight}")
+            stretch = f", distances stretched x{config.kd_swap_stretch}" if config.kd_swap_stretch != 1.0 else ""
+            terms.append(f"up to {config.kd_swaps} of its {len(teacher.swap_qids):,} near misses per batch at weight {config.kd_swap_weight}{stretch}")
         if config.kd_swaps and config.kd_swap_below:
             terms.append(f"those it scores below {config.kd_swap_below} as labeled non-duplicates")
         log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors): {'; '.join(terms)}")

@@ -171,6 +171,9 @@ def test_distillation_bad_usage(tmp_path, pairs_file):
     assert r.exit_code == 2 and "--kd-swaps needs --teacher" in r.output
     r = run("train", pairs_file, "--out", tmp_path / "o", "--teacher", tmp_path / "none.npz")
     assert r.exit_code == 2 and "--teacher needs --kd-weight W or --kd-swaps N" in r.output
+    for option, value in (("--kd-swap-below", "0.7"), ("--kd-swap-stretch", "1.5")):
+        r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1", "--teacher", tmp_path / "none.npz", option, value)
+        assert r.exit_code == 2 and f"{option} needs --kd-swaps N" in r.output
     r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1", "--teacher", tmp_path / "none.npz")
     assert r.exit_code == 1 and "teacher file" in r.output and "does not exist" in r.output
     assert not (tmp_path / "o" / "manifest.json").exists()

@@ -214,7 +214,9 @@ def near_miss_batch(tmp_path, pairs_file):
     return network, prepared, teacher, dups, negs
 
 
-def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs_file):
+@pytest.mark.parametrize("stretch", [1.0, 1.6])
+def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs_file, stretch):
+    """The student's cosine learns the teacher's, or with --kd-swap-stretch S, 1 - S x the teacher's distance."""
     from dupfinder.encode import pad_batch
     from dupfinder.train import batch_loss
 
@@ -222,13 +224,14 @@ def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs
     rows, near = teacher.swaps_for(dups.qid1, 3)
     assert len(rows) >= 1
     with torch.no_grad():
-        with_term = batch_loss(network, prepared, tiny_config(kd_swaps=3, kd_swap_weight=2.5), dups, negs, teacher=teacher)
+        with_term = batch_loss(network, prepared, tiny_config(kd_swaps=3, kd_swap_weight=2.5, kd_swap_stretch=stretch), dups, negs, teacher=teacher)
         without = batch_loss(network, prepared, tiny_config(kd_swaps=0), dups, negs, teacher=teacher)
         anchors = network(*pad_batch([prepared.tokens[q] for q in dups.qid1[rows].tolist()]))
         missed = network(*pad_batch([teacher.swap_tokens[j] for j in near.tolist()]))
         student = (anchors * missed).sum(1)
         graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors[near]).sum(1)
-    torch.testing.assert_close(with_term - without, 2.5 * ((student - graded) ** 2).mean(), rtol=1e-4, atol=1e-5)
+        target = 1 - stretch * (1 - graded)
+    torch.testing.assert_close(with_term - without, 2.5 * ((student - target) ** 2).mean(), rtol=1e-4, atol=1e-5)
 
 
 def test_near_misses_below_the_cut_are_ranked_below_every_duplicate(tmp_path, pairs_file):
