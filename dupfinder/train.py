@@ -349,7 +349,7 @@ def train(
     torch.manual_seed(config.seed)
     teacher = Teacher(config.teacher) if config.teacher and (config.kd_weight or config.kd_swaps) else None  # before minutes of reading
     if teacher is not None and config.kd_swaps and not len(teacher.swap_qids):
-        raise InputError(f"teacher file {config.teacher} has no near misses; make it with `dupfinder teacher --swaps N`")
+        raise InputError(f"teacher file {config.teacher} has no near misses; make it with `dupfinder teacher --swaps N` or `--neighbours K`")
 
     prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else None, log=log, columns=columns)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,11 +388,15 @@ def train(
                 f"teacher file {config.teacher} lacks vectors for {len(missing):,} training questions "
                 f"(qid {missing[0]}, ...); make it from the same training file"
             )
+        val_qids = np.unique(np.r_[prepared.val.qid1, prepared.val.qid2])
+        if dropped := teacher.drop_swaps_from(val_qids):
+            log(f"left out {dropped:,} teacher neighbours that are validation questions")
         teacher.tokenize_swaps(prepared.vocab, config.text)
         terms = [f"in-batch ranking at weight {config.kd_weight}"] if config.kd_weight else []
         if config.kd_swaps:
             stretch = f", distances stretched x{config.kd_swap_stretch}" if config.kd_swap_stretch != 1.0 else ""
-            terms.append(f"up to {config.kd_swaps} of its {len(teacher.swap_qids):,} near misses per batch at weight {config.kd_swap_weight}{stretch}")
+            kinds = f"{int((teacher.swap_sources < 0).sum()):,} near misses and {int((teacher.swap_sources >= 0).sum()):,} neighbours"
+            terms.append(f"up to {config.kd_swaps} of its {kinds} per batch at weight {config.kd_swap_weight}{stretch}")
         if config.kd_swaps and config.kd_swap_below:
             terms.append(f"those it scores below {config.kd_swap_below} as labeled non-duplicates")
         log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors): {'; '.join(terms)}")

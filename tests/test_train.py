@@ -183,15 +183,21 @@ def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
     from dupfinder.data import load_pairs
     from dupfinder.distill import Teacher, write_teacher
 
-    info = write_teacher(pairs_file, tmp_path / "t.npz", swaps=5, log=lambda _: None)
+    info = write_teacher(pairs_file, tmp_path / "t.npz", swaps=5, neighbours=2, log=lambda _: None)
     pairs = load_pairs(pairs_file)
     dup = pairs.label == 1
     dup_qids = np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])
-    assert info["questions"] == len(dup_qids) and info["dim"] == 384 and info["swaps"] == 5
+    assert info["questions"] == len(dup_qids) and info["dim"] == 384 and info["swaps"] == 5 and info["neighbours"] > 0
     teacher = Teacher(tmp_path / "t.npz")
     np.testing.assert_allclose(np.linalg.norm(teacher.vectors.numpy(), axis=1), 1.0, atol=2e-3)
     np.testing.assert_allclose(np.linalg.norm(teacher.swap_vectors.numpy(), axis=1), 1.0, atol=2e-3)
     assert not len(teacher.missing(np.r_[pairs.qid1[dup], pairs.qid2[dup]])) and set(teacher.swap_qids) <= set(dup_qids)
+    near = teacher.swap_sources >= 0  # neighbours: another duplicate-pair question, its text, its teacher vector
+    assert (~near).sum() == 5 and near.sum() == info["neighbours"] and set(teacher.swap_sources[near]) <= set(dup_qids)
+    for j in np.flatnonzero(near)[:5].tolist():
+        q = int(teacher.swap_sources[j])
+        assert teacher.swap_texts[j] == pairs.questions[q] and q != teacher.swap_qids[j]
+        np.testing.assert_array_equal(teacher.swap_vectors[j].numpy(), teacher(np.array([q]))[0].numpy())
     manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, kd_swaps=4, teacher=str(tmp_path / "t.npz")), log=lambda _: None)
     assert manifest["training"]["config"]["kd_weight"] == 1.0 and manifest["training"]["config"]["kd_swaps"] == 4
 
@@ -318,3 +324,46 @@ def test_teacher_names_a_missing_extra_before_reading_the_pairs(monkeypatch, tmp
     # the pairs file does not exist: the extra must be named first, not the file
     with pytest.raises(InputError, match=r"needs sentence_transformers \(pip install 'dupfinder\[distill\]'\)"):
         write_teacher(tmp_path / "missing.csv", tmp_path / "t.npz", swaps=5, log=lambda _: None)
+
+
+def test_teacher_neighbours_skip_the_question_its_cluster_and_its_labeled_pairs():
+    from dupfinder.data import Pairs, ReadReport
+    from dupfinder.distill import teacher_neighbours
+
+    # 1 = 2 (duplicates), 1 != 3 (labeled); 4, 5 and 6 have no label with 1
+    questions = {q: f"question {q}" for q in range(1, 7)}
+    pairs = Pairs(np.array([1, 1, 4]), np.array([2, 3, 6]), np.array([1, 0, 0], np.int8), questions, ReadReport("test"))
+    qids = np.arange(1, 7)
+    # by the teacher, 1 is nearest to 2, then 3, 4, 5 and 6
+    angles = np.array([0.0, 0.1, 0.2, 0.3, 0.45, 0.9])
+    vectors = np.c_[np.cos(angles), np.sin(angles)].astype(np.float32)
+    anchors, found = teacher_neighbours(pairs, qids, vectors, k=2)
+    assert anchors.tolist() == sorted(anchors.tolist()) and np.bincount(anchors).max() <= 2
+    assert found[anchors == 1].tolist() == [4, 5]  # not itself, not 2 (its cluster), not 3 (labeled)
+    assert found[anchors == 4].tolist() == [3, 5]  # nearest first; 6 is labeled against 4
+    for a, b in zip(anchors.tolist(), found.tolist()):
+        assert a != b and {a, b} != {1, 2}
+
+
+def test_teacher_neighbours_that_are_validation_questions_are_left_out(tmp_path, pairs_file):
+    from dupfinder.distill import Teacher
+    from dupfinder.train import prepare
+
+    path = random_teacher(tmp_path / "t.npz", pairs_file, swaps=True)
+    with np.load(path) as z:
+        arrays = dict(z)
+    prepared = prepare(pairs_file, tiny_config(), log=lambda _: None)
+    val_q = np.unique(np.r_[prepared.val.qid1, prepared.val.qid2])
+    train_q = np.setdiff1d(np.unique(np.r_[prepared.train.qid1, prepared.train.qid2]), val_q)
+    m = len(arrays["swap_qids"])
+    # the first half are word-swap near misses (-1), the rest neighbours from either split
+    sources = np.r_[np.full(m - m // 2, -1), np.resize(np.r_[val_q[:2], train_q[:2]], m // 2)].astype(np.int64)
+    np.savez(tmp_path / "n.npz", **arrays, swap_sources=sources)
+    teacher = Teacher(tmp_path / "n.npz")
+    dropped = teacher.drop_swaps_from(val_q)
+    assert dropped == int(np.isin(sources, val_q).sum()) > 0
+    assert len(teacher.swap_qids) == len(teacher.swap_texts) == len(teacher.swap_vectors) == len(teacher.swap_sources) == m - dropped
+    assert not np.isin(teacher.swap_sources, val_q).any() and (teacher.swap_sources == -1).sum() == m - m // 2
+    logged = []
+    train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=str(tmp_path / "n.npz")), log=logged.append)
+    assert any(f"left out {dropped:,} teacher neighbours that are validation questions" in line for line in logged)
