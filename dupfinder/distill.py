@@ -2,10 +2,14 @@
 
 A teacher file (.npz) holds `qids` (int64, sorted) and `vectors` (float16 (n, d), unit rows),
 keyed by the question ids of one pairs file. Training looks vectors up by qid; the teacher is
-never needed at query time. It may also hold graded pairs for `train --kd-swaps`: `swap_qids`
-(int64 (m,), the anchor question), `swap_texts` (str (m,)), `swap_vectors` (float16 (m, d)) and
-`swap_sources` (int64 (m,)): -1 for a near miss made from the anchor by changing one word, else
-the qid of a training question that is one of the anchor's nearest neighbours to the teacher.
+never needed at query time. It may also hold graded pairs for `train --kd-swaps`:
+- near misses, made from a question by changing one word: `swap_qids` (int64 (m,), the question),
+  `swap_texts` (str (m,)) and `swap_vectors` (float16 (m, d));
+- neighbours, training questions among a question's nearest to the teacher: `neighbour_qids`
+  (int64 (k,), the question) and `neighbour_sources` (int64 (k,), the neighbour's qid). Their text
+  and vector are the pairs file's and `vectors`' own, so they are not stored twice.
+Files written before the neighbour arrays existed keep neighbours among the near-miss arrays,
+marked by `swap_sources` (int64 (m,): -1 for a near miss, else the neighbour's qid); they still load.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Teacher:
                 swaps = (z["swap_qids"].astype(np.int64), z["swap_texts"], z["swap_vectors"]) if "swap_qids" in z.files else \
                     (np.zeros(0, np.int64), np.zeros(0, str), np.zeros((0, d), np.float16))
                 sources = z["swap_sources"].astype(np.int64) if "swap_sources" in z.files else np.full(len(swaps[0]), -1, np.int64)
+                neighbours = (z["neighbour_qids"].astype(np.int64), z["neighbour_sources"].astype(np.int64)) \
+                    if "neighbour_qids" in z.files else (np.zeros(0, np.int64), np.zeros(0, np.int64))
         except FileNotFoundError:
             raise InputError(f"teacher file {path} does not exist") from None
         except Exception as e:
@@ -50,14 +56,22 @@ class Teacher:
             raise InputError(f"teacher file {path} needs matching `qids` (n,) and `vectors` (n, d) arrays")
         if not (len(swaps[0]) == len(swaps[1]) == len(swaps[2]) == len(sources) and swaps[2].shape[1:] == vectors.shape[1:]):
             raise InputError(f"teacher file {path} needs matching `swap_qids`, `swap_texts`, `swap_vectors` and `swap_sources` arrays")
-        order = np.argsort(swaps[0], kind="stable")
-        swaps = (swaps[0][order], swaps[1][order], swaps[2][order])
-        self.swap_sources = sources[order]
+        if len(neighbours[0]) != len(neighbours[1]):
+            raise InputError(f"teacher file {path} needs matching `neighbour_qids` and `neighbour_sources` arrays")
         order = np.argsort(qids, kind="stable")
         self.qids = qids[order]
-        self.vectors = torch.from_numpy(np.ascontiguousarray(vectors[order], dtype=np.float32))
-        self.swap_qids, self.swap_texts = swaps[0], swaps[1]
-        self.swap_vectors = torch.from_numpy(np.ascontiguousarray(swaps[2], dtype=np.float32))
+        n, m = len(qids), len(swaps[0])
+        # one table of vectors: the questions', then the stored near misses'; a graded pair is a row of it
+        self.table = torch.from_numpy(np.ascontiguousarray(np.vstack([vectors[order], swaps[2]]), dtype=np.float32))
+        self.vectors = self.table[:n]
+        if len(unknown := np.setdiff1d(neighbours[1], self.qids)):
+            raise InputError(f"teacher file {path} has neighbours without a vector (qid {unknown[0]}, ...); make it with `dupfinder teacher`")
+        anchors = np.r_[swaps[0], neighbours[0]]
+        order = np.argsort(anchors, kind="stable")
+        self.swap_qids = anchors[order]
+        self.swap_sources = np.r_[sources, neighbours[1]][order]
+        self.swap_texts = np.r_[swaps[1].astype(str), np.full(len(neighbours[0]), "")][order]  # "" for a neighbour: its text is the pairs file's
+        self.swap_rows = np.r_[n + np.arange(m), np.searchsorted(self.qids, neighbours[1])][order]
         self.swap_tokens: list[np.ndarray] = []
 
     def drop_swaps_from(self, qids: np.ndarray) -> int:
@@ -66,12 +80,20 @@ class Teacher:
         drop = np.isin(self.swap_sources, qids)
         keep = ~drop
         self.swap_qids, self.swap_texts, self.swap_sources = self.swap_qids[keep], self.swap_texts[keep], self.swap_sources[keep]
-        self.swap_vectors = self.swap_vectors[torch.from_numpy(keep)]
+        self.swap_rows = self.swap_rows[keep]
         return int(drop.sum())
 
-    def tokenize_swaps(self, vocab: Vocab, text: TextConfig) -> None:
-        """Token ids of the near misses in the student's vocabulary, for `swaps_for`."""
-        self.swap_tokens = [vocab.encode(tokenize(t, text)) for t in self.swap_texts.tolist()]
+    def tokenize_swaps(self, vocab: Vocab, text: TextConfig, tokens: dict[int, np.ndarray]) -> None:
+        """Token ids in the student's vocabulary, for `swaps_for`: a near miss's from its text, a
+        neighbour's from `tokens` (by qid, the pairs file's questions already tokenized)."""
+        if len(missing := np.setdiff1d(self.swap_sources[self.swap_sources >= 0], list(tokens))):
+            raise InputError(f"the teacher's neighbour qid {missing[0]} is not a question of the training file; make the teacher from it")
+        self.swap_tokens = [vocab.encode(tokenize(t, text)) if s < 0 else tokens[s]
+                            for t, s in zip(self.swap_texts.tolist(), self.swap_sources.tolist())]
+
+    def swap_vectors(self, index: np.ndarray) -> torch.Tensor:
+        """(len(index), d) float32 teacher vectors of the graded pairs' other questions."""
+        return self.table[torch.from_numpy(self.swap_rows[index])]
 
     def swaps_for(self, qids: np.ndarray, limit: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(positions in `qids` that have a near miss, one near miss's index each): at most `limit`, in
@@ -282,20 +304,15 @@ def write_teacher(pairs_file: str | Path, out: str | Path, all_questions: bool =
     finally:
         if bar is not None:
             bar.close()
-    swap_sources = np.full(len(swap_texts), -1, np.int64)
-    n_swaps = len(swap_texts)
+    anchors, found = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if neighbours:
         among = np.isin(qids, dup_qids)  # neighbours come from the duplicate-pair questions, which training looks up
         anchors, found = teacher_neighbours(pairs, qids[among], vectors[among], neighbours)
         log(f"{len(found):,} teacher neighbours of {len(np.unique(anchors)):,} questions")
-        row = np.searchsorted(qids, found)
-        swap_qids, swap_sources = np.r_[swap_qids, anchors], np.r_[swap_sources, found]
-        swap_texts = list(swap_texts) + [pairs.questions[q] for q in found.tolist()]
-        swap_vectors = np.r_[swap_vectors, vectors[row]]
     seconds = time.perf_counter() - started
     buf = io.BytesIO()
     np.savez_compressed(buf, qids=qids, vectors=vectors, swap_qids=swap_qids, swap_texts=np.array(swap_texts, dtype=str),
-                        swap_vectors=swap_vectors, swap_sources=swap_sources)
+                        swap_vectors=swap_vectors, neighbour_qids=anchors, neighbour_sources=found)
     write_atomic(Path(out), buf.getvalue())
-    return {"questions": len(qids), "swaps": n_swaps, "neighbours": len(swap_texts) - n_swaps, "dim": vectors.shape[1],
+    return {"questions": len(qids), "swaps": len(swap_texts), "neighbours": len(found), "dim": vectors.shape[1],
             "seconds": round(seconds, 1), "teacher": version}

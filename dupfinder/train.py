@@ -282,7 +282,7 @@ def batch_loss(
     if r:
         # each anchor and its near miss should be as similar as the teacher says they are
         student = (v1[near_rows] * v[-r:]).sum(1)  # (r,)
-        graded = (teacher(dups.qid1[near_rows]) * teacher.swap_vectors[near]).sum(1)
+        graded = (teacher(dups.qid1[near_rows]) * teacher.swap_vectors(near)).sum(1)
         if config.kd_swap_weight:
             # on the student's scale: distances 1 - cos stretched, so the two thresholds can line up
             target = 1 - config.kd_swap_stretch * (1 - graded)
@@ -391,7 +391,7 @@ def train(
         val_qids = np.unique(np.r_[prepared.val.qid1, prepared.val.qid2])
         if dropped := teacher.drop_swaps_from(val_qids):
             log(f"left out {dropped:,} teacher neighbours that are validation questions")
-        teacher.tokenize_swaps(prepared.vocab, config.text)
+        teacher.tokenize_swaps(prepared.vocab, config.text, prepared.tokens)
         terms = [f"in-batch ranking at weight {config.kd_weight}"] if config.kd_weight else []
         if config.kd_swaps:
             stretch = f", distances stretched x{config.kd_swap_stretch}" if config.kd_swap_stretch != 1.0 else ""

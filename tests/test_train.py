@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 
 from dupfinder import load_model
 from dupfinder.artifacts import load_model_dir
+from dupfinder.errors import InputError
 from dupfinder.text import Vocab
 from dupfinder.train import TrainConfig, TrainingInterrupted, WordSwapper, train
 
@@ -150,7 +152,7 @@ def test_teacher_near_misses_by_qid(tmp_path, pairs_file):
     rows, idx = teacher.swaps_for(asked, limit=10)
     assert rows.tolist() == [1, 3]
     assert teacher.swap_texts[idx].tolist() == texts[[2, 0]].tolist()
-    np.testing.assert_array_equal(teacher.swap_vectors[idx].numpy(), sv[[2, 0]])
+    np.testing.assert_array_equal(teacher.swap_vectors(idx).numpy(), sv[[2, 0]])
     assert teacher.swaps_for(asked, limit=1)[0].tolist() == [1]
 
 
@@ -188,16 +190,19 @@ def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
     dup = pairs.label == 1
     dup_qids = np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])
     assert info["questions"] == len(dup_qids) and info["dim"] == 384 and info["swaps"] == 5 and info["neighbours"] > 0
+    with np.load(tmp_path / "t.npz") as z:
+        assert len(z["swap_vectors"]) == 5  # the neighbours' vectors are not stored again
     teacher = Teacher(tmp_path / "t.npz")
+    everyone = np.arange(len(teacher.swap_qids))
     np.testing.assert_allclose(np.linalg.norm(teacher.vectors.numpy(), axis=1), 1.0, atol=2e-3)
-    np.testing.assert_allclose(np.linalg.norm(teacher.swap_vectors.numpy(), axis=1), 1.0, atol=2e-3)
+    np.testing.assert_allclose(np.linalg.norm(teacher.swap_vectors(everyone).numpy(), axis=1), 1.0, atol=2e-3)
     assert not len(teacher.missing(np.r_[pairs.qid1[dup], pairs.qid2[dup]])) and set(teacher.swap_qids) <= set(dup_qids)
-    near = teacher.swap_sources >= 0  # neighbours: another duplicate-pair question, its text, its teacher vector
+    near = teacher.swap_sources >= 0  # neighbours: another duplicate-pair question, with its teacher vector
     assert (~near).sum() == 5 and near.sum() == info["neighbours"] and set(teacher.swap_sources[near]) <= set(dup_qids)
     for j in np.flatnonzero(near)[:5].tolist():
         q = int(teacher.swap_sources[j])
-        assert teacher.swap_texts[j] == pairs.questions[q] and q != teacher.swap_qids[j]
-        np.testing.assert_array_equal(teacher.swap_vectors[j].numpy(), teacher(np.array([q]))[0].numpy())
+        assert q != teacher.swap_qids[j]
+        np.testing.assert_array_equal(teacher.swap_vectors(np.array([j])).numpy(), teacher(np.array([q])).numpy())
     manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, kd_swaps=4, teacher=str(tmp_path / "t.npz")), log=lambda _: None)
     assert manifest["training"]["config"]["kd_weight"] == 1.0 and manifest["training"]["config"]["kd_swaps"] == 4
 
@@ -214,7 +219,7 @@ def near_miss_batch(tmp_path, pairs_file):
     torch.manual_seed(0)
     network = SiameseEncoder(config.model).eval()
     teacher = Teacher(random_teacher(tmp_path / "t.npz", pairs_file, swaps=True))
-    teacher.tokenize_swaps(prepared.vocab, config.text)
+    teacher.tokenize_swaps(prepared.vocab, config.text, prepared.tokens)
     dups = prepared.train.subset(np.flatnonzero(prepared.train.label == 1)[:6])
     negs = prepared.train.subset(np.zeros(0, np.int64))
     return network, prepared, teacher, dups, negs
@@ -235,7 +240,7 @@ def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs
         anchors = network(*pad_batch([prepared.tokens[q] for q in dups.qid1[rows].tolist()]))
         missed = network(*pad_batch([teacher.swap_tokens[j] for j in near.tolist()]))
         student = (anchors * missed).sum(1)
-        graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors[near]).sum(1)
+        graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors(near)).sum(1)
         target = 1 - stretch * (1 - graded)
     torch.testing.assert_close(with_term - without, 2.5 * ((student - target) ** 2).mean(), rtol=1e-4, atol=1e-5)
 
@@ -248,7 +253,7 @@ def test_near_misses_below_the_cut_are_ranked_below_every_duplicate(tmp_path, pa
 
     network, prepared, teacher, dups, negs = near_miss_batch(tmp_path, pairs_file)
     rows, near = teacher.swaps_for(dups.qid1, 3)
-    graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors[near]).sum(1)
+    graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors(near)).sum(1)
     cut = float(graded.median()) + 1e-6  # some near misses below it, some not
     assert 0 < int((graded < cut).sum()) < len(graded)
     with torch.no_grad():
@@ -345,8 +350,11 @@ def test_teacher_neighbours_skip_the_question_its_cluster_and_its_labeled_pairs(
         assert a != b and {a, b} != {1, 2}
 
 
-def test_teacher_neighbours_that_are_validation_questions_are_left_out(tmp_path, pairs_file):
-    from dupfinder.distill import Teacher
+def neighbour_files(tmp_path, pairs_file) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """The same near misses and neighbours as an older teacher file writes them (neighbours among the
+    near-miss arrays, with their text and vector, marked by `swap_sources`) and as one written now
+    (`neighbour_qids`, `neighbour_sources`); also the neighbours' sources and the validation qids."""
+    from dupfinder.data import load_pairs
     from dupfinder.train import prepare
 
     path = random_teacher(tmp_path / "t.npz", pairs_file, swaps=True)
@@ -356,14 +364,62 @@ def test_teacher_neighbours_that_are_validation_questions_are_left_out(tmp_path,
     val_q = np.unique(np.r_[prepared.val.qid1, prepared.val.qid2])
     train_q = np.setdiff1d(np.unique(np.r_[prepared.train.qid1, prepared.train.qid2]), val_q)
     m = len(arrays["swap_qids"])
-    # the first half are word-swap near misses (-1), the rest neighbours from either split
-    sources = np.r_[np.full(m - m // 2, -1), np.resize(np.r_[val_q[:2], train_q[:2]], m // 2)].astype(np.int64)
-    np.savez(tmp_path / "n.npz", **arrays, swap_sources=sources)
-    teacher = Teacher(tmp_path / "n.npz")
+    # the first half stay word-swap near misses (-1), the rest become neighbours from either split
+    half = m - m // 2
+    sources = np.r_[np.full(half, -1), np.resize(np.r_[val_q[:2], train_q[:2]], m // 2)].astype(np.int64)
+    texts, vectors = arrays["swap_texts"].astype(object), arrays["swap_vectors"].copy()
+    for j in range(half, m):
+        texts[j] = load_pairs(pairs_file).questions[sources[j]]
+        vectors[j] = arrays["vectors"][np.flatnonzero(arrays["qids"] == sources[j])[0]]
+    old, new = tmp_path / "old.npz", tmp_path / "new.npz"
+    np.savez(old, **{**arrays, "swap_texts": texts.astype(str), "swap_vectors": vectors}, swap_sources=sources)
+    np.savez(new, qids=arrays["qids"], vectors=arrays["vectors"], swap_qids=arrays["swap_qids"][:half],
+             swap_texts=arrays["swap_texts"][:half], swap_vectors=arrays["swap_vectors"][:half],
+             neighbour_qids=arrays["swap_qids"][half:], neighbour_sources=sources[half:])
+    return old, new, sources, val_q
+
+
+def test_older_teacher_files_with_neighbours_train_alike(tmp_path, pairs_file):
+    from dupfinder.distill import Teacher
+    from dupfinder.train import prepare
+
+    old, new, sources, _ = neighbour_files(tmp_path, pairs_file)
+    config = tiny_config()
+    prepared = prepare(pairs_file, config, log=lambda _: None)
+    a, b = Teacher(old), Teacher(new)
+    for t in (a, b):
+        t.tokenize_swaps(prepared.vocab, config.text, prepared.tokens)
+    every = np.arange(len(sources))
+    assert a.swap_qids.tolist() == b.swap_qids.tolist() and sorted(a.swap_sources) == sorted(b.swap_sources)
+    key = lambda t: sorted((q, s, tuple(tok.tolist()), tuple(v)) for q, s, tok, v in
+                           zip(t.swap_qids.tolist(), t.swap_sources.tolist(), t.swap_tokens, t.swap_vectors(every).numpy().round(4).tolist()))
+    assert key(a) == key(b)
+
+
+def test_a_teacher_neighbour_without_a_vector_is_refused(tmp_path, pairs_file):
+    from dupfinder.distill import Teacher
+
+    _, new, _, _ = neighbour_files(tmp_path, pairs_file)
+    with np.load(new) as z:
+        arrays = dict(z)
+    arrays["neighbour_sources"][0] = arrays["qids"].max() + 1
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(InputError, match="neighbours without a vector"):
+        Teacher(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("kind", ["old", "new"])
+def test_teacher_neighbours_that_are_validation_questions_are_left_out(tmp_path, pairs_file, kind):
+    from dupfinder.distill import Teacher
+
+    old, new, sources, val_q = neighbour_files(tmp_path, pairs_file)
+    path = old if kind == "old" else new
+    m = len(sources)
+    teacher = Teacher(path)
     dropped = teacher.drop_swaps_from(val_q)
     assert dropped == int(np.isin(sources, val_q).sum()) > 0
-    assert len(teacher.swap_qids) == len(teacher.swap_texts) == len(teacher.swap_vectors) == len(teacher.swap_sources) == m - dropped
+    assert len(teacher.swap_qids) == len(teacher.swap_texts) == len(teacher.swap_rows) == len(teacher.swap_sources) == m - dropped
     assert not np.isin(teacher.swap_sources, val_q).any() and (teacher.swap_sources == -1).sum() == m - m // 2
     logged = []
-    train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=str(tmp_path / "n.npz")), log=logged.append)
+    train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=str(path)), log=logged.append)
     assert any(f"left out {dropped:,} teacher neighbours that are validation questions" in line for line in logged)
