@@ -21,6 +21,13 @@ class Missing(Exception):
     """A baseline whose library is not installed; the message says what to install."""
 
 
+def best_columns(scores: np.ndarray, n: int) -> np.ndarray:
+    """Columns of the n highest scores of each row, best first: (q, N) -> (q, n) int64."""
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
 class Tfidf:
     """TF-IDF vectors of the corpus (L2-normalized rows, so a dot product is cosine), ranked exactly."""
 
@@ -47,9 +54,7 @@ class Tfidf:
         out = np.empty((query_matrix.shape[0], n), dtype=np.int64)
         for start in range(0, query_matrix.shape[0], block):
             scores = (query_matrix[start : start + block] @ self.matrix_t).toarray()  # (b, N), bounded by `block`
-            part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-            order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-            out[start : start + block] = np.take_along_axis(part, order, axis=1)
+            out[start : start + block] = best_columns(scores, n)
         return out
 
     def rank(self, query_rows: np.ndarray, n: int) -> np.ndarray:

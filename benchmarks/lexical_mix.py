@@ -28,14 +28,14 @@ DATA = Path(__file__).parents[1].parent / "shared/data/quora"
 
 def mixed_top(dense: np.ndarray, sparse, queries: np.ndarray, w: float, n: int, block: int = 256) -> np.ndarray:
     """Corpus rows of the n best w x dense cosine + (1 - w) x TF-IDF cosine per query row, best first."""
+    from baselines import best_columns
+
     sparse_t = sparse.T.tocsr()
     out = np.empty((len(queries), n), dtype=np.int64)
     for start in range(0, len(queries), block):
         rows = queries[start : start + block]
         scores = w * (dense[rows] @ dense.T) + (1 - w) * (sparse[rows] @ sparse_t).toarray()
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        out[start : start + block] = np.take_along_axis(part, order, axis=1)
+        out[start : start + block] = best_columns(scores, n)
     return out
 
 
