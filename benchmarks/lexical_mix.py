@@ -26,15 +26,15 @@ from common import environment, print_environment  # noqa: E402
 DATA = Path(__file__).parents[1].parent / "shared/data/quora"
 
 
-def mixed_top(dense: np.ndarray, sparse, queries: np.ndarray, w: float, n: int, block: int = 256) -> np.ndarray:
-    """Corpus rows of the n best w x dense cosine + (1 - w) x TF-IDF cosine per query row, best first."""
+def mixed_top(dense: np.ndarray, tfidf, queries: np.ndarray, w: float, n: int, block: int = 256) -> np.ndarray:
+    """Corpus rows of the n best w x dense cosine + (1 - w) x TF-IDF cosine (a fitted `baselines.Tfidf`)
+    per query row, best first."""
     from baselines import best_columns
 
-    sparse_t = sparse.T.tocsr()
     out = np.empty((len(queries), n), dtype=np.int64)
     for start in range(0, len(queries), block):
         rows = queries[start : start + block]
-        scores = w * (dense[rows] @ dense.T) + (1 - w) * (sparse[rows] @ sparse_t).toarray()
+        scores = w * (dense[rows] @ dense.T) + (1 - w) * (tfidf.matrix[rows] @ tfidf.matrix_t).toarray()
         out[start : start + block] = best_columns(scores, n)
     return out
 
@@ -49,7 +49,7 @@ def sweep(bench, encode, weights: list[float]) -> list[dict]:
     tfidf.fit(bench.corpus)
     rows = []
     for w in weights:
-        result = evaluate_top(bench, mixed_top(dense, tfidf.matrix, bench.queries, w, 11))
+        result = evaluate_top(bench, mixed_top(dense, tfidf, bench.queries, w, 11))
         row = {"w": w, "ndcg@10": result["ndcg@10"], "p@1": result["p@1"], "recall@10": result["recall@10"]}
         for part in ("unseen", "seen"):
             if part in result:
