@@ -368,8 +368,9 @@ def neighbour_files(tmp_path, pairs_file) -> tuple[Path, Path, np.ndarray, np.nd
     half = m - m // 2
     sources = np.r_[np.full(half, -1), np.resize(np.r_[val_q[:2], train_q[:2]], m // 2)].astype(np.int64)
     texts, vectors = arrays["swap_texts"].astype(object), arrays["swap_vectors"].copy()
+    questions = load_pairs(pairs_file).questions
     for j in range(half, m):
-        texts[j] = load_pairs(pairs_file).questions[sources[j]]
+        texts[j] = questions[sources[j]]
         vectors[j] = arrays["vectors"][np.flatnonzero(arrays["qids"] == sources[j])[0]]
     old, new = tmp_path / "old.npz", tmp_path / "new.npz"
     np.savez(old, **{**arrays, "swap_texts": texts.astype(str), "swap_vectors": vectors}, swap_sources=sources)
@@ -394,6 +395,9 @@ def test_older_teacher_files_with_neighbours_train_alike(tmp_path, pairs_file):
     key = lambda t: sorted((q, s, tuple(tok.tolist()), tuple(v)) for q, s, tok, v in
                            zip(t.swap_qids.tolist(), t.swap_sources.tolist(), t.swap_tokens, t.swap_vectors(every).numpy().round(4).tolist()))
     assert key(a) == key(b)
+    lacking = {q: t for q, t in prepared.tokens.items() if q != sources[-1]}
+    with pytest.raises(InputError, match=f"neighbour qid {sources[-1]} is not a question of the training file"):
+        b.tokenize_swaps(prepared.vocab, config.text, lacking)
 
 
 def test_a_teacher_neighbour_without_a_vector_is_refused(tmp_path, pairs_file):
