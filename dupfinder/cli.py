@@ -149,6 +149,8 @@ def cli():
               help="Near misses the teacher scores below this cosine count as labeled non-duplicates (0: off; needs --kd-swaps).")
 @click.option("--kd-swap-stretch", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
               help="The near-miss term's target is 1 - S x (1 - the teacher's cosine): S > 1 maps a teacher's higher threshold onto the student's.")
+@click.option("--debias-overlap", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Weigh labeled pairs by how much their label defies word overlap (1 - P(label | overlap)): 0 = off, 1 = fully.")
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=2e-3, show_default=True)
 @click.option("--d-model", type=click.IntRange(min=1), default=128, show_default=True, help="LSTM width per direction.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
@@ -163,7 +165,7 @@ def cli():
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @pair_columns_option
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, kd_swaps, kd_swap_weight, kd_swap_below, kd_swap_stretch, lr, d_model, layers, dropout,
+def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, kd_swaps, kd_swap_weight, kd_swap_below, kd_swap_stretch, debias_overlap, lr, d_model, layers, dropout,
           bidirectional, pooling, drop_end_punct, glove, val_fraction, threads, columns):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -188,7 +190,7 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
         raise click.UsageError("--teacher needs --kd-weight W or --kd-swaps N, or it would not be used")
     config = TrainConfig(
         seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, neg_weight=neg_weight, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, nce_weight=nce_weight, nce_scale=nce_scale, nce_hard=nce_hard, lr=lr,
-        teacher=teacher, kd_weight=kd_weight, kd_scale=kd_scale, kd_negatives_only=kd_negatives_only, kd_swaps=kd_swaps, kd_swap_weight=kd_swap_weight, kd_swap_below=kd_swap_below, kd_swap_stretch=kd_swap_stretch, val_fraction=val_fraction, glove=glove, threads=threads,
+        teacher=teacher, kd_weight=kd_weight, kd_scale=kd_scale, kd_negatives_only=kd_negatives_only, kd_swaps=kd_swaps, kd_swap_weight=kd_swap_weight, kd_swap_below=kd_swap_below, kd_swap_stretch=kd_swap_stretch, debias_overlap=debias_overlap, val_fraction=val_fraction, glove=glove, threads=threads,
     )
     config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout
     config.model.bidirectional, config.model.pooling = bidirectional, pooling

@@ -29,14 +29,18 @@ def triplet_loss_hard(sim: torch.Tensor, margin: float = 0.25, reduction: str = 
     return reduce(loss_mean + loss_closest, reduction)
 
 
-def labeled_negative_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float = 0.25, reduction: str = "mean") -> torch.Tensor:
+def labeled_negative_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float = 0.25, reduction: str = "mean",
+                          neg_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Every labeled non-duplicate pair should score at least `margin` below every duplicate pair.
 
     pos (P,) cosines of duplicate pairs, neg (N,) cosines of labeled non-duplicate pairs. These are
     the hard negatives the in-batch loss never sees (questions that look alike but differ), and the
-    term ranks pairs across rows, which is what a single threshold tau needs.
+    term ranks pairs across rows, which is what a single threshold tau needs. `neg_weights` (N,)
+    weighs each non-duplicate's gaps; the value per duplicate (row) is the weighted mean over N.
     """
     gaps = torch.relu(neg[None, :] - pos[:, None] + margin)  # (P, N)
+    if neg_weights is not None:
+        gaps = gaps * neg_weights[None, :]
     return reduce(gaps.mean(1), reduction)
 
 
@@ -78,6 +82,11 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, scale: float = 20
     log_s = torch.log_softmax(scale * student, dim=1)
     log_t = torch.log_softmax(scale * teacher, dim=1)
     return reduce((log_t.exp() * (log_t - log_s)).sum(1), reduction)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """mean(values * weights), or the plain mean with no weights; weights average about 1."""
+    return values.mean() if weights is None else (values * weights).mean()
 
 
 def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:

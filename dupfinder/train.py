@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from .artifacts import save_model, write_atomic
-from .data import HardNegatives, PairBatcher, PairColumns, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
+from .data import HardNegatives, OverlapBias, PairBatcher, PairColumns, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
 from .distill import Teacher
 from .encode import encode_sequences, pad_batch
 from .errors import InputError, ModelError
 from .evaluate import calibrate, pair_metrics
 from .extend import load_glove
-from .losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
+from .losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard, weighted_mean
 from .model import ModelConfig, SiameseEncoder
 from .text import TextConfig, Vocab, tokenize
 
@@ -51,6 +51,7 @@ class TrainConfig:
     kd_swap_weight: float = 1.0  # weight of that term
     kd_swap_below: float = 0.0  # near misses the teacher scores below this count as labeled non-duplicates (0 = off)
     kd_swap_stretch: float = 1.0  # the student's target distance 1 - cos is the teacher's times this
+    debias_overlap: float = 0.0  # weigh labeled pairs by 1 - P(label | word overlap): 0 = off, 1 = fully
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -239,12 +240,13 @@ class WordSwapper:
 def batch_loss(
     network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dups: Pairs, negs: Pairs,
     swapped: tuple[list[int], list[np.ndarray]] = ([], []), hard: np.ndarray | None = None,
-    teacher: Teacher | None = None, rng: np.random.Generator | None = None,
+    teacher: Teacher | None = None, rng: np.random.Generator | None = None, bias: OverlapBias | None = None,
 ) -> torch.Tensor:
     """The loss of one batch. `swapped` = (rows of `dups` whose q1 was altered, the altered token ids);
     `hard` = question ids of hard negatives, extra columns of the InfoNCE term; `teacher` = vectors
     whose in-batch similarities the student learns to rank alike, and near misses it grades (`rng`
-    picks among a question's near misses)."""
+    picks among a question's near misses); `bias` weighs the labeled pairs against the word-overlap
+    shortcut (`config.debias_overlap`)."""
     hard = np.zeros(0, np.int64) if hard is None else hard
     qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2, hard]
     near_rows, near = np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -255,9 +257,13 @@ def batch_loss(
     b, k, h, m, r = len(dups), len(negs), len(hard), len(swapped[1]), len(near)
     v1, v2 = v[:b], v[b : 2 * b]  # (b, D) each
     sim = v1 @ v2.T  # (b, b): cosines, since rows are unit vectors
-    loss = triplet_loss_hard(sim, config.margin, reduction="mean")
+    w_dup = w_neg = None  # per-pair weights (b,), (k,) against the overlap shortcut
+    if bias is not None and config.debias_overlap:
+        w_dup = torch.from_numpy(bias.weights(dups.qid1, dups.qid2, True, config.debias_overlap))
+        w_neg = torch.from_numpy(bias.weights(negs.qid1, negs.qid2, False, config.debias_overlap)) if k else None
+    loss = weighted_mean(triplet_loss_hard(sim, config.margin, reduction="none"), w_dup)
     if config.symmetric:
-        loss = (loss + triplet_loss_hard(sim.T, config.margin, reduction="mean")) / 2
+        loss = (loss + weighted_mean(triplet_loss_hard(sim.T, config.margin, reduction="none"), w_dup)) / 2
     if config.nce_weight:
         rows, cols = sim, sim.T
         if h:
@@ -266,7 +272,7 @@ def batch_loss(
             same = torch.from_numpy(np.equal.outer([c[q] for q in dups.qid1.tolist()], [c[q] for q in hard.tolist()]))
             rows = torch.cat([rows, (v1 @ vh.T).masked_fill(same, float("-inf"))], 1)  # (b, b + h)
             cols = torch.cat([cols, (v2 @ vh.T).masked_fill(same, float("-inf"))], 1)
-        nce = (in_batch_softmax_loss(rows, config.nce_scale) + in_batch_softmax_loss(cols, config.nce_scale)) / 2
+        nce = weighted_mean(in_batch_softmax_loss(rows, config.nce_scale, "none") + in_batch_softmax_loss(cols, config.nce_scale, "none"), w_dup) / 2
         loss = loss + config.nce_weight * nce
     if teacher is not None and config.kd_weight:
         t = teacher(dups.qid1) @ teacher(dups.qid2).T  # (b, b) teacher cosines
@@ -275,7 +281,8 @@ def batch_loss(
         loss = loss + config.kd_weight * kd
     if k:
         n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k : 2 * b + 2 * k]  # (k, D) each
-        loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin)
+        ranked = labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin, "none", w_neg)  # (b,)
+        loss = loss + config.neg_weight * weighted_mean(ranked, w_dup)
     if swapped[0]:
         original, altered = v1[swapped[0]], v[2 * b + 2 * k + h : 2 * b + 2 * k + h + m]  # (m, D) each
         loss = loss + config.sub_weight * labeled_negative_loss(sim.diagonal(), (original * altered).sum(1), config.margin)
@@ -381,6 +388,11 @@ def train(
     steps_per_epoch = len(batcher.epoch(0))
     swapper = WordSwapper(prepared.vocab) if config.sub_negs else None
     hard_negatives = HardNegatives(train, c) if config.nce_hard and config.nce_weight else None
+    bias = None
+    if config.debias_overlap:
+        is_word = np.array([i > 1 and any(ch.isalnum() for ch in t) for i, t in enumerate(prepared.vocab.itos)])
+        bias = OverlapBias(train, prepared.tokens, is_word)
+        log(f"{bias.table()}; labeled pairs weighted at strength {config.debias_overlap}")
     if teacher is not None:
         missing = teacher.missing(np.r_[positives.qid1, positives.qid2])
         if len(missing):
@@ -435,7 +447,7 @@ def train(
                 if hard_negatives is not None:
                     hard = hard_negatives.sample([c[q] for q in dups.qid1.tolist()], np.random.default_rng([config.seed, state.epoch, 3, i]))
                 loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped, hard, teacher,
-                                  np.random.default_rng([config.seed, state.epoch, 4, i]))
+                                  np.random.default_rng([config.seed, state.epoch, 4, i]), bias)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)

@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from dupfinder.data import HardNegatives, Pairs, PairBatcher, ReadReport, cluster_positives, duplicate_clusters, load_pairs, load_questions, split_by_cluster
+from dupfinder.data import HardNegatives, OverlapBias, Pairs, PairBatcher, ReadReport, cluster_positives, duplicate_clusters, load_pairs, load_questions, split_by_cluster
 from dupfinder.errors import InputError
 
 HEADER = b"id,qid1,qid2,question1,question2,is_duplicate\n"
@@ -191,3 +191,38 @@ def test_load_questions_from_pairs_table_and_lines(tmp_path, pairs_file):
         load_questions(write(tmp_path, "q.json", b"{}"))
     with pytest.raises(InputError, match="column 'body' not found; columns are: qid, text. Use --text-column"):
         load_questions(tmp_path / "q.csv", text_column="body")
+
+
+def overlap_pairs():
+    """Eight pairs over word ids 2-9 (id 1 = <unk>, id 10 = "?"), labeled so that overlap predicts the label."""
+    t = {i: np.array(w, dtype=np.int64) for i, w in enumerate([
+        [2, 3, 10], [4, 5, 10],            # 0-1: no shared word
+        [2, 3, 4, 10], [2, 3, 5, 10],      # 2-3: overlap 2 / 4
+        [6, 7, 10], [6, 7, 10],            # 4-5: the same words
+        [8, 1, 10], [9, 1, 10],            # 6-7: only <unk> and "?" shared, which do not count
+    ])}
+    q1 = np.array([0, 0, 0, 6, 2, 2, 4, 4])
+    q2 = np.array([1, 1, 1, 7, 3, 3, 5, 5])
+    label = np.array([1, 0, 0, 0, 1, 0, 1, 1], dtype=np.int8)
+    is_word = np.r_[False, False, np.ones(8, bool), False]  # pad, unk, words 2-9, "?"
+    return Pairs(q1, q2, label, {}, ReadReport("pairs.csv")), t, is_word
+
+
+def test_overlap_bias_weighs_each_label_by_how_much_overlap_gets_it_wrong():
+    pairs, tokens, is_word = overlap_pairs()
+    bias = OverlapBias(pairs, tokens, is_word, bins=2)
+    np.testing.assert_allclose(bias.overlap(pairs.qid1, pairs.qid2), [0, 0, 0, 0, 0.5, 0.5, 1, 1])
+    # bin 0 (overlap < 0.5): 1 duplicate of 4; bin 1: 3 of 4; add-one smoothed
+    np.testing.assert_allclose(bias.p_duplicate, [2 / 6, 4 / 6])
+    dup, neg = pairs.label == 1, pairs.label == 0
+    w_dup = bias.weights(pairs.qid1[dup], pairs.qid2[dup], duplicate=True)
+    w_neg = bias.weights(pairs.qid1[neg], pairs.qid2[neg], duplicate=False)
+    assert w_dup.mean() == pytest.approx(1) and w_neg.mean() == pytest.approx(1)
+    # the duplicate in other words outweighs those in the same words, 2/3 against 1/3
+    assert w_dup[0] == pytest.approx(2 * w_dup[1]) and w_dup[1] == pytest.approx(w_dup[2])
+    # the non-duplicate in the same words outweighs those in other words
+    assert w_neg[3] == pytest.approx(2 * w_neg[0])
+    off = bias.weights(pairs.qid1, pairs.qid2, duplicate=True, strength=0.0)
+    np.testing.assert_array_equal(off, np.ones(8, np.float32))
+    half = bias.weights(pairs.qid1[dup], pairs.qid2[dup], duplicate=True, strength=0.5)
+    np.testing.assert_allclose(half, (1 + w_dup) / 2, rtol=1e-6)

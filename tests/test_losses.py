@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dupfinder.losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
+from dupfinder.losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard, weighted_mean
 
 # The matrix from the issue: rows are v1, columns v2.
 S = torch.tensor([
@@ -73,6 +73,12 @@ def test_labeled_negative_loss_by_hand():
     neg = torch.tensor([0.8, 0.1])
     # gaps relu(neg - pos + 0.25): [[0.15, 0], [0.55, 0]] -> row means [0.075, 0.275] -> mean 0.175
     assert labeled_negative_loss(pos, neg, margin=0.25).item() == pytest.approx(0.175)
+    # weights [2, 5] on the non-duplicates: [[0.30, 0], [1.10, 0]] -> row means [0.15, 0.55]
+    weighted = labeled_negative_loss(pos, neg, margin=0.25, reduction="none", neg_weights=torch.tensor([2.0, 5.0]))
+    torch.testing.assert_close(weighted, torch.tensor([0.15, 0.55]))
+    # and the rows weighted [1, 3] by weighted_mean: (0.15 + 1.65) / 2
+    assert weighted_mean(weighted, torch.tensor([1.0, 3.0])).item() == pytest.approx(0.9)
+    assert weighted_mean(weighted, None).item() == pytest.approx(0.35)
 
 
 def test_in_batch_softmax_loss_by_hand():

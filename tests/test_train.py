@@ -55,7 +55,7 @@ def random_teacher(path, pairs_file, d=6, skip=0, swaps=False):
 
 
 @pytest.mark.parametrize("extra", [{}, {"sub_negs": 3}, {"nce_weight": 1.0, "nce_hard": True}, {"kd_weight": 1.0, "teacher": True},
-                                   {"kd_swaps": 4, "teacher": True}])
+                                   {"kd_swaps": 4, "teacher": True}, {"debias_overlap": 1.0}])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, extra):
     if extra.get("teacher"):
         extra = {**extra, "teacher": random_teacher(tmp_path / "teacher.npz", pairs_file, swaps=True)}
