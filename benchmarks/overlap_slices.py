@@ -2,8 +2,8 @@
 
 "How old are you?" / "What is your age?" is a duplicate that shares no word; "Where are you from?" /
 "Where are you going?" is a non-duplicate that shares most of its words. Quora's labels lean the
-other way (in the training file, 1.3% of pairs sharing under 10% of their words are duplicates,
-55% of those sharing 60%), so a model trained on them can learn overlap as a shortcut. This splits
+other way (in the training split, 1.3% of pairs sharing under 10% of their words are duplicates,
+55% of those sharing 60-70%), so a model trained on them can learn overlap as a shortcut. This splits
 dev pairs by the Jaccard overlap of the two questions' word sets and reports, per slice and per
 model at its own tau: how many duplicates it calls duplicates (recall) and how many non-duplicates
 it calls duplicates (false-duplicate rate), and the slice's ROC-AUC, which needs no threshold. The
