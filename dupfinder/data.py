@@ -336,7 +336,6 @@ class OverlapBias:
         dup = pairs.label == 1
         counts = np.bincount(at, minlength=bins)
         self.p_duplicate = (np.bincount(at[dup], minlength=bins) + 1) / (counts + 2)  # (bins,)
-        self.pairs_per_bin = counts
         self.mean_dup = float((1 - self.p_duplicate[at[dup]]).mean()) if dup.any() else 1.0
         self.mean_neg = float(self.p_duplicate[at[~dup]].mean()) if (~dup).any() else 1.0
 
