@@ -449,7 +449,7 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
 
     Example: dupfinder query "How old are you?" -k 5
     """
-    from .index import MANIFEST, build_demo_index, default_index_dir, open_with_model
+    from .index import MANIFEST, build_demo_index, default_index_dir, open_with_model, outdated_demo_index, rebuild_demo_index
     from .search import query as run_query
 
     if (question is None) == (query_file is None):
@@ -462,6 +462,12 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
 
         log(f"no index at {directory} yet: building it from the demo corpus shipped with dupfinder")
         report = build_demo_index(directory, load_model(model_dir), progress_factory=encoding_progress("indexing demo"))
+        log(report.summary(directory))
+    elif index_dir is None and model_dir is None and not os.environ.get("DUPFINDER_INDEX") and outdated_demo_index(directory):
+        from .encode import load_model
+
+        log(f"{directory} holds the demo corpus indexed by an earlier shipped model: rebuilding it with this one")
+        report = rebuild_demo_index(directory, load_model(), progress_factory=encoding_progress("indexing demo"))
         log(report.summary(directory))
     index, encoder = open_with_model(directory, model_dir)
     if ef_search is not None:
@@ -535,7 +541,7 @@ def info(index_dir, as_json):
             "index": str(directory), "count": index.count, "kind": index.kind, "metric": m.get("metric"),
             "dimension": index.dim, "model": m["model"]["path"], "model_fingerprint": m["model"]["fingerprint"],
             "threshold": index.threshold, "size_bytes": index.size_bytes(), "generation": m["generation"],
-            "created": m.get("created"), "updated": m.get("updated"),
+            "created": m.get("created"), "updated": m.get("updated"), "sources": index.sources(),
         }
     if as_json:
         click.echo(json.dumps(result))
@@ -549,6 +555,11 @@ def info(index_dir, as_json):
         f"size       {result['size_bytes'] / 1e6:,.1f} MB\n"
         f"updated    {result['updated']}"
     )
+    sources = list(result["sources"].items())
+    for i, (source, n) in enumerate(sources[:5]):
+        click.echo(f"{'sources' if i == 0 else '':<10} {source or '(none)'} ({n:,})")
+    if len(sources) > 5:
+        click.echo(f"{'':<10} and {len(sources) - 5:,} more")
 
 
 # ---------------------------------------------------------------- batch dedup (issue 4)

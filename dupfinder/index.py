@@ -131,6 +131,12 @@ def _generation_dir(generation: int) -> str:
 
 def _check_model(manifest: dict, encoder: "Encoder", directory: Path) -> None:
     built = manifest["model"]
+    if encoder.fingerprint != built["fingerprint"] and built.get("default") and Path(encoder.path).resolve() == DEFAULT_MODEL_DIR.resolve():
+        raise IndexStoreError(
+            f"{directory} was built with an earlier shipped model ({built['fingerprint']}); this dupfinder ships "
+            f"{encoder.fingerprint}: rebuild it with `dupfinder index SOURCE... --index NEW_DIR` "
+            f"(`dupfinder info --index {directory}` lists its sources), or query it with the old model's directory as --model"
+        )
     if encoder.fingerprint != built["fingerprint"]:
         raise IndexStoreError(
             f"{directory} was built with model {built['fingerprint']} ({built['path']}), not {encoder.fingerprint} "
@@ -335,6 +341,11 @@ class QuestionIndex:
             for row in cursor:
                 out[row[0]] = dict(zip(names, row))
         return out
+
+    def sources(self) -> dict[str, int]:
+        """Where the questions came from: source file -> number of questions, most first."""
+        rows = self.db.execute("SELECT source, count(*) FROM questions GROUP BY source ORDER BY count(*) DESC, source")
+        return {source or "": n for source, n in rows}
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All ids (n,) int64 and their vectors (n, d) float32, in FAISS order."""
@@ -773,6 +784,47 @@ def build_demo_index(
 ) -> AddReport:
     """Index the demo corpus shipped with dupfinder (real Quora questions) into `directory`."""
     return add_questions(directory, encoder, questions_from_files([str(DEMO_CORPUS)]), progress_factory=progress_factory)
+
+
+def is_demo_source(source: str) -> bool:
+    """A question from the demo corpus of some dupfinder install (the path differs between installs)."""
+    return Path(source).parts[-3:] == DEMO_CORPUS.parts[-3:]
+
+
+def outdated_demo_index(directory: str | Path) -> bool:
+    """True for an index that holds only the demo corpus and was built with an earlier shipped model:
+    derived data that `rebuild_demo_index` can make again with the shipped model of this install."""
+    directory = Path(directory)
+    if not (directory / MANIFEST).is_file():
+        return False
+    try:
+        shipped = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text(encoding="utf-8"))["fingerprint"]
+        with QuestionIndex.open(directory) as index:
+            built = index.manifest["model"]
+            if not built.get("default") or built["fingerprint"] == shipped:
+                return False
+            sources = index.sources()
+    except (IndexStoreError, OSError, ValueError, KeyError):
+        return False  # opening it again reports what is wrong
+    return bool(sources) and all(is_demo_source(s) for s in sources)
+
+
+def rebuild_demo_index(
+    directory: str | Path, encoder: "Encoder", progress_factory: Callable[[int], "ProgressLike"] | None = None
+) -> AddReport:
+    """Replace a demo-only index with one built by `encoder`. The new index is built beside the old
+    one and swapped in by two renames, under the old one's writer lock."""
+    directory = Path(directory)
+    fresh = directory.with_name(directory.name + ".rebuilding")
+    stale = directory.with_name(directory.name + ".outdated")
+    for leftover in (fresh, stale):
+        shutil.rmtree(leftover, ignore_errors=True)
+    report = build_demo_index(fresh, encoder, progress_factory=progress_factory)
+    with writer_lock(directory):
+        directory.rename(stale)
+        fresh.rename(directory)
+    shutil.rmtree(stale, ignore_errors=True)
+    return report
 
 
 def open_with_model(directory: str | Path, model_dir: str | Path | None = None) -> tuple[QuestionIndex, "Encoder"]:

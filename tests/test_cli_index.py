@@ -149,6 +149,40 @@ def test_first_query_builds_the_demo_index(tmp_path, tiny_model, monkeypatch):
     assert "questions  3" in r.output
 
 
+def test_an_upgrade_rebuilds_the_demo_index_and_explains_the_others(tmp_path, monkeypatch):
+    """An index built by an earlier shipped model: the demo-only default index is rebuilt with the
+    shipped model of this install; any other one gets a one-line error saying how to rebuild it."""
+    demo = tmp_path / "demo.csv.gz"
+    demo.write_bytes(gzip.compress(b"id,question\n7,How old are you?\n8,What is your age?\n9,Where is Paris?\n"))
+    monkeypatch.setattr(index_module, "DEMO_CORPUS", demo)
+    assert run("query", "How old are you?", "-k", "2").exit_code == 0  # built with the shipped model
+    ix = tmp_path / "home" / "indexes" / "default"
+    manifest = json.loads((ix / MANIFEST).read_text())
+    shipped = manifest["model"]["fingerprint"]
+    manifest["model"]["fingerprint"] = "0123456789abcdef"  # as if an earlier release had built it
+    (ix / MANIFEST).write_text(json.dumps(manifest))
+    r = run("query", "How old are you?", "-k", "2")
+    assert r.exit_code == 0, r.output
+    assert "holds the demo corpus indexed by an earlier shipped model: rebuilding it" in r.output
+    assert "[7] How old are you?" in r.output
+    with QuestionIndex.open(ix) as index:
+        assert index.manifest["model"]["fingerprint"] == shipped and index.sources() == {str(demo): 3}
+    assert not list(tmp_path.glob("home/indexes/default.*"))  # nothing left beside it
+
+    # the same index with a user's questions added is not derived data: refused, explained, untouched
+    assert run("index", "-", input="Who wrote Hamlet?\n").exit_code == 0
+    manifest = json.loads((ix / MANIFEST).read_text())
+    manifest["model"]["fingerprint"] = "0123456789abcdef"
+    (ix / MANIFEST).write_text(json.dumps(manifest))
+    same = unchanged(ix)
+    r = run("query", "How old are you?")
+    assert r.exit_code == 1 and len(r.output.splitlines()) == 1, r.output
+    assert r.output.startswith(f"Error: {ix} was built with an earlier shipped model (0123456789abcdef); this dupfinder ships {shipped}")
+    assert same()
+    r = run("info")
+    assert r.exit_code == 0 and f"sources    {demo} (3)" in r.output and "<stdin> (1)" in r.output
+
+
 def test_shipped_demo_corpus():
     path = index_module.DEMO_CORPUS
     assert path.stat().st_size < 3_000_000
