@@ -798,13 +798,13 @@ def outdated_demo_index(directory: str | Path) -> bool:
     if not (directory / MANIFEST).is_file():
         return False
     try:
+        built = read_manifest(directory)["model"]  # the manifest alone: this runs before every default-index query
         shipped = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text(encoding="utf-8"))["fingerprint"]
+        if not built.get("default") or built["fingerprint"] == shipped:
+            return False
         with QuestionIndex.open(directory) as index:
-            built = index.manifest["model"]
-            if not built.get("default") or built["fingerprint"] == shipped:
-                return False
             sources = index.sources()
-    except (IndexStoreError, OSError, ValueError, KeyError):
+    except (IndexStoreError, OSError, ValueError, KeyError, TypeError):
         return False  # opening it again reports what is wrong
     return bool(sources) and all(is_demo_source(s) for s in sources)
 
