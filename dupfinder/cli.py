@@ -457,13 +457,14 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
     if question is not None and not question.strip():
         raise click.BadParameter("the question must not be empty", param_hint="QUESTION")
     directory = index_dir or default_index_dir()
-    if index_dir is None and not os.environ.get("DUPFINDER_INDEX") and not (directory / MANIFEST).exists():
+    demo_home = index_dir is None and not os.environ.get("DUPFINDER_INDEX")  # the default place, where the demo lives
+    if demo_home and not (directory / MANIFEST).exists():
         from .encode import load_model
 
         log(f"no index at {directory} yet: building it from the demo corpus shipped with dupfinder")
         report = build_demo_index(directory, load_model(model_dir), progress_factory=encoding_progress("indexing demo"))
         log(report.summary(directory))
-    elif index_dir is None and model_dir is None and not os.environ.get("DUPFINDER_INDEX") and outdated_demo_index(directory):
+    elif demo_home and model_dir is None and outdated_demo_index(directory):
         from .encode import load_model
 
         log(f"{directory} holds the demo corpus indexed by an earlier shipped model: rebuilding it with this one")

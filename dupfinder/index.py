@@ -131,17 +131,18 @@ def _generation_dir(generation: int) -> str:
 
 def _check_model(manifest: dict, encoder: "Encoder", directory: Path) -> None:
     built = manifest["model"]
-    if encoder.fingerprint != built["fingerprint"] and built.get("default") and Path(encoder.path).resolve() == DEFAULT_MODEL_DIR.resolve():
+    if encoder.fingerprint == built["fingerprint"]:
+        return
+    if built.get("default") and Path(encoder.path).resolve() == DEFAULT_MODEL_DIR.resolve():
         raise IndexStoreError(
             f"{directory} was built with an earlier shipped model ({built['fingerprint']}); this dupfinder ships "
             f"{encoder.fingerprint}: rebuild it with `dupfinder index SOURCE... --index NEW_DIR` "
             f"(`dupfinder info --index {directory}` lists its sources), or query it with the old model's directory as --model"
         )
-    if encoder.fingerprint != built["fingerprint"]:
-        raise IndexStoreError(
-            f"{directory} was built with model {built['fingerprint']} ({built['path']}), not {encoder.fingerprint} "
-            f"({encoder.path}); query it with its own model, or build a new index with --index OTHER_DIR"
-        )
+    raise IndexStoreError(
+        f"{directory} was built with model {built['fingerprint']} ({built['path']}), not {encoder.fingerprint} "
+        f"({encoder.path}); query it with its own model, or build a new index with --index OTHER_DIR"
+    )
 
 
 @contextlib.contextmanager
