@@ -88,20 +88,19 @@ def main() -> None:
     print(f"# {len(pairs):,} pairs of {args.data}; named pairs' overlap: "
           + ", ".join(f"{x} / {y} {word_overlap([x], [y])[0]:.2f}" for x, y, _ in NAMED))
 
-    systems = []  # (name, encode, threshold, note)
+    systems = []  # (name, encode, scores of the dev pairs, threshold, note): each system encodes the pairs once
     for path in args.model or [None]:
         model = load_model(path)
-        systems.append((Path(model.path).name, model.encode, model.threshold, "stored tau"))
+        systems.append((Path(model.path).name, model.encode, (model.encode(a) * model.encode(b)).sum(1), model.threshold, "stored tau"))
     if args.minilm:
         from baselines import MiniLM
 
         m = MiniLM()
         scores = (m.encode(a) * m.encode(b)).sum(1)
-        systems.append((m.name, m.encode, calibrate(scores, labels)["threshold"], "best dev threshold (upper bound)"))
+        systems.append((m.name, m.encode, scores, calibrate(scores, labels)["threshold"], "best dev threshold (upper bound)"))
 
     results = []
-    for name, encode, threshold, note in systems:
-        scores = (encode(a) * encode(b)).sum(1)
+    for name, encode, scores, threshold, note in systems:
         named = [float(encode([x])[0] @ encode([y])[0]) for x, y, _ in NAMED]
         results.append({"system": name, "threshold": float(threshold), "threshold_from": note,
                         "slices": slice_rows(scores, labels, overlap, threshold),

@@ -26,25 +26,30 @@ from common import environment, print_environment  # noqa: E402
 DATA = Path(__file__).parents[1].parent / "shared/data/quora"
 
 
-def neighbour_pairs(train, teacher: str | Path) -> set[frozenset[str]]:
-    """The teacher file's (question, neighbour) pairs as unordered pairs of normalized texts."""
+def normalized_questions(pairs) -> dict[int, str]:
+    """qid -> normalized text: how questions are matched across files."""
     from dupfinder.text import normalize
 
+    return {q: normalize(t) for q, t in pairs.questions.items()}
+
+
+def neighbour_pairs(train_text: dict[int, str], teacher: str | Path) -> set[frozenset[str]]:
+    """The teacher file's (question, neighbour) pairs as unordered pairs of normalized texts
+    (`train_text`: `normalized_questions` of the pairs file the teacher was made from)."""
     with np.load(teacher, allow_pickle=False) as z:
         if "neighbour_qids" not in z.files:
             return set()
         anchors, found = z["neighbour_qids"].tolist(), z["neighbour_sources"].tolist()
-    text = {q: normalize(t) for q, t in train.questions.items()}
-    return {frozenset((text[a], text[b])) for a, b in zip(anchors, found) if a in text and b in text}
+    return {frozenset((train_text[a], train_text[b])) for a, b in zip(anchors, found) if a in train_text and b in train_text}
 
 
-def leak_counts(dev, train, pairs: set[frozenset[str]]) -> list[dict]:
-    """Per dev label: pairs, pairs with both questions in `train`, pairs among `pairs`."""
+def leak_counts(dev, train_text: dict[int, str], pairs: set[frozenset[str]]) -> list[dict]:
+    """Per dev label: pairs, pairs with both questions among `train_text`'s, pairs among `pairs`."""
     from dupfinder.text import normalize
 
-    in_train = {normalize(t) for t in train.questions.values()}
-    q1 = [normalize(t) for t in dev.texts(0)]
-    q2 = [normalize(t) for t in dev.texts(1)]
+    in_train = set(train_text.values())
+    q1 = [normalize(t) for t in dev.texts(1)]
+    q2 = [normalize(t) for t in dev.texts(2)]
     rows = []
     for label in (1, 0):
         idx = np.flatnonzero(dev.label == label).tolist()
@@ -68,9 +73,10 @@ def main() -> None:
 
     env = environment()
     print_environment(env)
-    train, dev = load_pairs(args.train), load_pairs(args.dev)
-    pairs = neighbour_pairs(train, args.teacher)
-    rows = leak_counts(dev, train, pairs)
+    train_text = normalized_questions(load_pairs(args.train))  # normalized once, for both counts
+    dev = load_pairs(args.dev)
+    pairs = neighbour_pairs(train_text, args.teacher)
+    rows = leak_counts(dev, train_text, pairs)
     print(f"{len(pairs):,} distinct teacher-neighbour pairs in {args.teacher}")
     print("| dev label | pairs | both questions in train | teacher-neighbour pairs |\n|---|---:|---:|---:|")
     for r in rows:

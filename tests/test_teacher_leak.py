@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from teacher_leak import leak_counts, neighbour_pairs  # noqa: E402
+from teacher_leak import leak_counts, neighbour_pairs, normalized_questions  # noqa: E402
 
 from dupfinder.data import load_pairs  # noqa: E402
 
@@ -24,7 +24,7 @@ def test_dev_pairs_among_teacher_neighbours_are_counted_by_label(tmp_path):
                             "2,13,14,Who wrote Hamlet?,Where are you going?,0\n"      # the other one, reversed
                             "3,15,16,Who wrote Hamlet?,How old are you?,0\n"          # both in train, not neighbours
                             "4,17,18,Is this new?,How old are you?,1\n")              # one question not in train
-    tr = load_pairs(train)
+    tr = normalized_questions(load_pairs(train))
     pairs = neighbour_pairs(tr, teacher)
     assert len(pairs) == 2
     rows = leak_counts(load_pairs(dev), tr, pairs)
@@ -37,4 +37,4 @@ def test_a_teacher_without_neighbours_has_no_pairs(tmp_path):
     train.write_text(HEADER + "1,1,2,How old are you?,What is your age?,1\n")
     teacher = tmp_path / "t.npz"
     np.savez(teacher, qids=np.array([1, 2]))
-    assert neighbour_pairs(load_pairs(train), teacher) == set()
+    assert neighbour_pairs(normalized_questions(load_pairs(train)), teacher) == set()
