@@ -115,6 +115,8 @@ def cli():
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Model directory to write.")
 @click.option("--dev", "dev_file", type=str, default=None, help="Pairs file scored after each epoch, for the log only.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt with its recorded settings.")
+@click.option("--init", "init_dir", type=str, default=None,
+              help="Start from this model directory (fine-tuning): its network, vocabulary and text settings replace the architecture options and GloVe.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True, help="Duplicate pairs per batch.")
@@ -165,7 +167,7 @@ def cli():
 @click.option("--val-fraction", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @pair_columns_option
-def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, kd_swaps, kd_swap_weight, kd_swap_below, kd_swap_stretch, debias_overlap, lr, d_model, layers, dropout,
+def train(train_file, out_dir, dev_file, resume, init_dir, seed, epochs, batch_size, neg_pairs, neg_weight, swap_negatives, swap_weight, cluster_pairs, margin, nce_weight, nce_scale, nce_hard, teacher, kd_weight, kd_scale, kd_negatives_only, kd_swaps, kd_swap_weight, kd_swap_below, kd_swap_stretch, debias_overlap, lr, d_model, layers, dropout,
           bidirectional, pooling, drop_end_punct, glove, val_fraction, threads, columns):
     """Train an encoder on a pairs file (id,qid1,qid2,question1,question2,is_duplicate).
 
@@ -188,9 +190,12 @@ def train(train_file, out_dir, dev_file, resume, seed, epochs, batch_size, neg_p
         raise click.UsageError("--kd-swap-stretch needs --kd-swaps N")
     if teacher and not (kd_weight or kd_swaps):
         raise click.UsageError("--teacher needs --kd-weight W or --kd-swaps N, or it would not be used")
+    if init_dir and resume:
+        raise click.UsageError("--resume continues OUT's checkpoint with its recorded settings; drop --init")
     config = TrainConfig(
         seed=seed, epochs=epochs, batch_size=batch_size, neg_pairs=neg_pairs, neg_weight=neg_weight, sub_negs=swap_negatives, sub_weight=swap_weight, cluster_pairs=cluster_pairs, margin=margin, nce_weight=nce_weight, nce_scale=nce_scale, nce_hard=nce_hard, lr=lr,
         teacher=teacher, kd_weight=kd_weight, kd_scale=kd_scale, kd_negatives_only=kd_negatives_only, kd_swaps=kd_swaps, kd_swap_weight=kd_swap_weight, kd_swap_below=kd_swap_below, kd_swap_stretch=kd_swap_stretch, debias_overlap=debias_overlap, val_fraction=val_fraction, glove=glove, threads=threads,
+        init=init_dir,
     )
     config.model.d_model, config.model.n_layers, config.model.dropout = d_model, layers, dropout
     config.model.bidirectional, config.model.pooling = bidirectional, pooling

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .artifacts import save_model, write_atomic
+from .artifacts import ModelFiles, load_network, read_model_dir, save_model, write_atomic
 from .data import HardNegatives, OverlapBias, PairBatcher, PairColumns, Pairs, cluster_positives, duplicate_clusters, load_pairs, split_by_cluster
 from .distill import Teacher
 from .encode import encode_sequences, pad_batch
@@ -52,6 +52,7 @@ class TrainConfig:
     kd_swap_below: float = 0.0  # near misses the teacher scores below this count as labeled non-duplicates (0 = off)
     kd_swap_stretch: float = 1.0  # the student's target distance 1 - cos is the teacher's times this
     debias_overlap: float = 0.0  # weigh labeled pairs by 1 - P(label | word overlap): 0 = off, 1 = fully
+    init: str | None = None  # a model directory to start from (its network, vocabulary and text settings)
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -354,11 +355,16 @@ def train(
     config = config or TrainConfig()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    start, start_weights = None, None
+    if ck is None and config.init:
+        start = read_model_dir(config.init)  # before minutes of reading, so a broken one fails first
+        start_weights = load_network(start).state_dict()
+        config.model, config.text = ModelConfig(**start.model_config), start.text_config
     teacher = Teacher(config.teacher) if config.teacher and (config.kd_weight or config.kd_swaps) else None  # before minutes of reading
     if teacher is not None and config.kd_swaps and not len(teacher.swap_qids):
         raise InputError(f"teacher file {config.teacher} has no near misses; make it with `dupfinder teacher --swaps N` or `--neighbours K`")
 
-    prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else None, log=log, columns=columns)
+    prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else start.vocab if start else None, log=log, columns=columns)
     out.mkdir(parents=True, exist_ok=True)
     dev = load_pairs(dev_file, columns) if dev_file else None
     dev_tokens = None
@@ -367,7 +373,10 @@ def train(
 
     config.model.vocab_size = len(prepared.vocab)
     network = SiameseEncoder(config.model)
-    if ck is None:
+    if start is not None:
+        network.load_state_dict(start_weights)
+        log(f"starting from {start.path} (fingerprint {start.fingerprint}, vocabulary {len(start.vocab):,}){split_warning(start, config, train_file)}")
+    elif ck is None:
         n = glove_init(network.embed, prepared.vocab) if config.glove else 0
         log(f"GloVe vectors for {n:,} of {len(prepared.vocab):,} words" if n else "embeddings start random")
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -487,6 +496,10 @@ def train(
         network.train()
 
     final = evaluate(network, prepared.tokens, prepared.val)
+    init_record = {}
+    if config.init:  # a later extend-vocab fits its map on the words the network learned, not on earlier extensions
+        extension = read_model_dir(config.init).manifest.get("vocabulary_extension")
+        init_record = {"vocabulary_extension": {"trained_words": extension["trained_words"]}} if extension else {}
     manifest = save_model(
         out,
         network,
@@ -503,9 +516,23 @@ def train(
                 "seconds": round(state.seconds, 1),
                 "history": state.history,
             },
+            **init_record,
         },
     )
     return manifest
+
+
+def split_warning(start: ModelFiles, config: TrainConfig, train_file: str | Path) -> str:
+    """A note when the model to start from was trained on a file of the same name with another
+    validation split: its training then saw questions that this run holds out to choose tau."""
+    before = start.manifest.get("training", {})
+    old = before.get("config", {})
+    if Path(str(before.get("file", ""))).name != Path(train_file).name:
+        return ""
+    if (old.get("seed"), old.get("val_fraction")) == (config.seed, config.val_fraction):
+        return "; same validation split"
+    return (f"; warning: it was trained on {Path(train_file).name} with --seed {old.get('seed')} and --val-fraction "
+            f"{old.get('val_fraction')}, so this run's validation split holds questions it trained on and tau may be too low")
 
 
 def summarize(metrics: dict) -> dict:

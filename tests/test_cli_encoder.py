@@ -88,6 +88,18 @@ def test_train_resume_without_checkpoint(tmp_path, pairs_file):
     assert r.exit_code == 1 and "no checkpoint to resume" in r.output
 
 
+def test_train_init_from_a_missing_or_corrupt_model_is_refused_before_reading(tmp_path, pairs_file, tiny_model):
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--init", tmp_path / "nope")
+    assert r.exit_code == 1 and r.output == f"Error: model directory not found: {tmp_path / 'nope'}\n"
+    m = copy_model(tiny_model, tmp_path / "broken")
+    (m / "weights.npz").write_bytes(b"not weights")
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--init", m)
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "restore the model" in r.output
+    assert not (tmp_path / "o" / "manifest.json").exists()
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--init", tiny_model, "--resume")
+    assert r.exit_code == 2 and "drop --init" in r.output
+
+
 def test_train_bad_usage_exits_2(pairs_file, tmp_path):
     r = run("train", pairs_file, "--out", tmp_path / "o", "--batch-size", "1")
     assert r.exit_code == 2 and "--batch-size" in r.output

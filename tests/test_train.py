@@ -427,3 +427,30 @@ def test_teacher_neighbours_that_are_validation_questions_are_left_out(tmp_path,
     logged = []
     train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=str(path)), log=logged.append)
     assert any(f"left out {dropped:,} teacher neighbours that are validation questions" in line for line in logged)
+
+
+def test_init_starts_from_a_models_network_vocabulary_and_text_settings(tmp_path, pairs_file):
+    first = tmp_path / "first"
+    config = tiny_config(seed=3)
+    config.text.drop_end_punct = True
+    train(pairs_file, first, config, log=lambda _: None)
+    # another architecture on the command line; the model to start from decides it
+    again = tiny_config(seed=3, init=str(first), lr=1e-12)
+    again.epochs, again.model.d_model = 1, 16
+    lines = []
+    manifest = train(pairs_file, tmp_path / "tuned", again, log=lines.append)
+    assert any("starting from" in line and "same validation split" in line for line in lines)
+    a, b = load_model_dir(first), load_model_dir(tmp_path / "tuned")
+    assert b.vocab.itos == a.vocab.itos and b.text_config.drop_end_punct and b.model_config == a.model_config
+    # a learning rate of 1e-12 leaves the weights as they were (up to the fp16 they are stored in)
+    for (name, x), (_, y) in zip(a.network.state_dict().items(), b.network.state_dict().items()):
+        torch.testing.assert_close(x, y, msg=name, atol=1e-3, rtol=0)
+    assert manifest["training"]["config"]["init"] == str(first)
+
+
+def test_init_from_another_split_warns_that_tau_may_be_low(tmp_path, pairs_file):
+    first = tmp_path / "first"
+    train(pairs_file, first, tiny_config(seed=3), log=lambda _: None)
+    lines = []
+    train(pairs_file, tmp_path / "tuned", tiny_config(seed=4, init=str(first)), log=lines.append)
+    assert any("warning" in line and "--seed 3" in line for line in lines)
