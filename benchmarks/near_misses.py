@@ -9,7 +9,12 @@ model's cosines follow MiniLM's (Spearman), and how often a model calls a duplic
 tau) a near miss that MiniLM scores below 0.7, where the changed word changed the question.
 MiniLM is a reference here, not ground truth. Needs the 'distill' extra.
 
-Usage: python benchmarks/near_misses.py [--model DIR ...] [--n 3000] [--threads 2]
+With --teacher FILE (from `dupfinder teacher --swaps N`, made from --train) it also scores a sample
+of that file's own near misses, the ones `train --kd-swaps` learns from: how far each model's
+cosines are from the training target 1 - stretch x (1 - MiniLM's cosine) (root-mean-square error),
+and how many of those MiniLM scores below its dev threshold 0.757 the model calls duplicates.
+
+Usage: python benchmarks/near_misses.py [--model DIR ...] [--n 3000] [--threads 2] [--teacher FILE]
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=10, help="only questions this short: one word is a larger share of their meaning")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--teacher", default=None, help="a teacher file with near misses of --train's questions: score a sample of them too")
+    ap.add_argument("--teacher-sample", type=int, default=5000, help="near misses sampled from --teacher")
+    ap.add_argument("--stretch", type=float, default=1.58, help="the --kd-swap-stretch of the training target")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "near_misses.json"))
     args = ap.parse_args()
 
@@ -64,6 +72,16 @@ def main() -> None:
     originals = [train.questions[q] for q in qids.tolist()]
     print(f"# {len(texts):,} near misses of dev questions unseen in training, e.g. {originals[0]!r} -> {texts[0]!r}")
 
+    fit = None
+    if args.teacher:
+        with np.load(args.teacher) as z:
+            tq, tv = z["qids"], z["vectors"].astype(np.float32)
+            sq, st, sv = z["swap_qids"], z["swap_texts"].astype(str), z["swap_vectors"].astype(np.float32)
+        pick = np.random.default_rng(args.seed).choice(len(sq), min(args.teacher_sample, len(sq)), replace=False)
+        graded = (tv[np.searchsorted(tq, sq[pick])] * sv[pick]).sum(1)
+        fit = ([train.questions[int(q)] for q in sq[pick]], st[pick].tolist(), 1 - args.stretch * (1 - graded), graded < 0.757)
+        print(f"# and {len(pick):,} of the {len(sq):,} near misses in {args.teacher}; MiniLM scores {fit[3].mean():.1%} of them below 0.757")
+
     encode, version = minilm()
     reference = (encode(originals) * encode(texts)).sum(1)
     changed = reference < CUT
@@ -82,16 +100,23 @@ def main() -> None:
             "called_duplicate_where_minilm_below_0.7": float((cos[changed] >= model.threshold).mean()),
             "named_pairs": {f"{a} / {b}": c for (a, b), c in zip(NAMED, named)},
         }
+        if fit is not None:
+            own = (model.encode(fit[0]) * model.encode(fit[1])).sum(1)
+            row["teacher_near_misses"] = {"rmse_to_target": float(np.sqrt(((own - fit[2]) ** 2).mean())),
+                                          "called_duplicate_where_minilm_below_0.757": float((own[fit[3]] >= model.threshold).mean())}
         rows.append(row)
         print(f"{Path(row['model']).name:<40} {row['spearman']:>8.3f} {row['called_duplicate']:>10.1%} "
               f"{row['called_duplicate_where_minilm_below_0.7']:>19.1%} "
-              + " ".join(f"{c:>20.3f} {'dup' if c >= model.threshold else 'not':>5}" for c in named))
+              + " ".join(f"{c:>20.3f} {'dup' if c >= model.threshold else 'not':>5}" for c in named)
+              + (f"  | teacher file: RMSE {row['teacher_near_misses']['rmse_to_target']:.3f}, of MiniLM < 0.757 called dup "
+                 f"{row['teacher_near_misses']['called_duplicate_where_minilm_below_0.757']:.1%}" if fit is not None else ""))
     named = [float(encode([a])[0] @ encode([b])[0]) for a, b in NAMED]
     print(f"{'all-MiniLM-L6-v2 (reference)':<40} {1.0:>8.3f} {'':>10} {'':>19} " + " ".join(f"{c:>20.3f} {'':>5}" for c in named))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({**env, "command": " ".join(sys.argv), "near_misses": len(texts),
                                           "minilm_below_0.7": float(changed.mean()), "models": rows,
-                                          "minilm_named_pairs": named}, indent=2))
+                                          "minilm_named_pairs": named,
+                                          **({"teacher": args.teacher, "teacher_sample": len(fit[0]), "stretch": args.stretch} if fit else {})}, indent=2))
 
 
 if __name__ == "__main__":
