@@ -53,6 +53,7 @@ class TrainConfig:
     kd_swap_stretch: float = 1.0  # the student's target distance 1 - cos is the teacher's times this
     debias_overlap: float = 0.0  # weigh labeled pairs by 1 - P(label | word overlap): 0 = off, 1 = fully
     init: str | None = None  # a model directory to start from (its network, vocabulary and text settings)
+    init_trained_words: int | None = None  # of its vocabulary, the words training learned (the rest came from extend-vocab)
     symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
     lr: float = 2e-3  # Adam peak learning rate
     warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
@@ -360,6 +361,7 @@ def train(
         start = read_model_dir(config.init)  # before minutes of reading, so a broken one fails first
         start_weights = load_network(start).state_dict()
         config.model, config.text = ModelConfig(**start.model_config), start.text_config
+        config.init_trained_words = start.manifest.get("vocabulary_extension", {}).get("trained_words")
     teacher = Teacher(config.teacher) if config.teacher and (config.kd_weight or config.kd_swaps) else None  # before minutes of reading
     if teacher is not None and config.kd_swaps and not len(teacher.swap_qids):
         raise InputError(f"teacher file {config.teacher} has no near misses; make it with `dupfinder teacher --swaps N` or `--neighbours K`")
@@ -496,10 +498,8 @@ def train(
         network.train()
 
     final = evaluate(network, prepared.tokens, prepared.val)
-    init_record = {}
-    if config.init:  # a later extend-vocab fits its map on the words the network learned, not on earlier extensions
-        extension = read_model_dir(config.init).manifest.get("vocabulary_extension")
-        init_record = {"vocabulary_extension": {"trained_words": extension["trained_words"]}} if extension else {}
+    # a later extend-vocab fits its map on the words a network learned, not on an earlier extension's
+    init_record = {"vocabulary_extension": {"trained_words": config.init_trained_words}} if config.init_trained_words else {}
     manifest = save_model(
         out,
         network,

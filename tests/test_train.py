@@ -434,6 +434,9 @@ def test_init_starts_from_a_models_network_vocabulary_and_text_settings(tmp_path
     config = tiny_config(seed=3)
     config.text.drop_end_punct = True
     train(pairs_file, first, config, log=lambda _: None)
+    # as if extend-vocab had added words past the first 5: a later extend-vocab must fit on those 5 only
+    manifest = json.loads((first / "manifest.json").read_text())
+    (first / "manifest.json").write_text(json.dumps({**manifest, "vocabulary_extension": {"trained_words": 5}}))
     # another architecture on the command line; the model to start from decides it
     again = tiny_config(seed=3, init=str(first), lr=1e-12)
     again.epochs, again.model.d_model = 1, 16
@@ -446,6 +449,7 @@ def test_init_starts_from_a_models_network_vocabulary_and_text_settings(tmp_path
     for (name, x), (_, y) in zip(a.network.state_dict().items(), b.network.state_dict().items()):
         torch.testing.assert_close(x, y, msg=name, atol=1e-3, rtol=0)
     assert manifest["training"]["config"]["init"] == str(first)
+    assert manifest["vocabulary_extension"] == {"trained_words": 5}
 
 
 def test_init_from_another_split_warns_that_tau_may_be_low(tmp_path, pairs_file):
