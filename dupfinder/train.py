@@ -356,10 +356,10 @@ def train(
     config = config or TrainConfig()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    start, start_weights = None, None
+    start, start_network = None, None
     if ck is None and config.init:
         start = read_model_dir(config.init)  # before minutes of reading, so a broken one fails first
-        start_weights = load_network(start).state_dict()
+        start_network = load_network(start)
         config.model, config.text = ModelConfig(**start.model_config), start.text_config
         config.init_trained_words = start.manifest.get("vocabulary_extension", {}).get("trained_words")
     teacher = Teacher(config.teacher) if config.teacher and (config.kd_weight or config.kd_swaps) else None  # before minutes of reading
@@ -374,9 +374,8 @@ def train(
         dev_tokens = {q: prepared.vocab.encode(tokenize(t, config.text)) for q, t in dev.questions.items()}
 
     config.model.vocab_size = len(prepared.vocab)
-    network = SiameseEncoder(config.model)
+    network = start_network if start_network is not None else SiameseEncoder(config.model)
     if start is not None:
-        network.load_state_dict(start_weights)
         log(f"starting from {start.path} (fingerprint {start.fingerprint}, vocabulary {len(start.vocab):,}){split_warning(start, config, train_file)}")
     elif ck is None:
         n = glove_init(network.embed, prepared.vocab) if config.glove else 0
