@@ -1,5 +1,5 @@
 """`python -m dupfinder` runs the CLI."""
 
-from .cli import cli
+from dupfinder.cli import cli
 
 cli()

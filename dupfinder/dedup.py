@@ -19,12 +19,7 @@ vector), so the canonical of a cluster tends to be its most repeated question.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +27,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import DupfinderError, InputError
-from .text import TextConfig, normalize
+from dupfinder.errors import DupfinderError, InputError
+from dupfinder.knn import UnionFind, exact_search
+from dupfinder.text import TextConfig, normalize
 
 ADDED_COLUMNS = ("cluster_id", "canonical_id", "is_canonical", "score")
 AGAINST_COLUMNS = ("index_match_id", "index_match_score")
@@ -103,22 +99,6 @@ def ivf_params(n: int, config: DedupConfig) -> tuple[int, int]:
     return nlist, min(config.nprobe, nlist)
 
 
-def knn_exact(x: np.ndarray, k: int, block_size: int, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product of every row of x among all rows: scores (n, k) float32, ids (n, k) int64."""
-    import faiss
-
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    scores = np.empty((len(x), k), np.float32)
-    ids = np.empty((len(x), k), np.int64)
-    for start in range(0, len(x), block_size):
-        sl = slice(start, start + block_size)
-        scores[sl], ids[sl] = index.search(x[sl], k)  # (bs, k), (bs, k)
-        if progress is not None:
-            progress(len(x[sl]))
-    return scores, ids
-
-
 def knn_partitioned(x: np.ndarray, k: int, config: DedupConfig, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Approximate top-k of every row of x among all rows, IVF style but one matrix product per list.
 
@@ -186,7 +166,7 @@ def neighbour_edges(
         return empty
     k = min(config.k + 1, n)  # +1: a question finds itself
     if n <= config.exact_below:
-        scores, ids = knn_exact(x, k, config.block_size, progress)
+        scores, ids = exact_search(x, x, k, config.block_size, progress)
     else:
         scores, ids = knn_partitioned(x, k, config, progress)
     return edges_from_knn(scores, ids, min_score)
@@ -227,7 +207,8 @@ def cluster_edges(
     keep = s >= tau
     a, b, s = a[keep], b[keep], s[keep]
     order = np.lexsort((b, a, -s))  # strongest first; ties in a fixed order
-    parent = list(range(n))
+    sets = UnionFind(n)
+    parent, find = sets.parent, sets.find
     canon = list(range(n))  # canonical of each root
     size = (np.ones(n, np.int64) if weight is None else np.asarray(weight)).tolist()
     first = (np.arange(n) if first_row is None else np.asarray(first_row)).tolist()
@@ -237,14 +218,6 @@ def cluster_edges(
     # clusters only grow, so a root with the same size is the same cluster: a refused merge of two
     # clusters that have not changed since is refused again without recomputing it
     refused_before: set[tuple[int, int, int, int]] = set()
-
-    def find(i: int) -> int:
-        root = i
-        while parent[root] != root:
-            root = parent[root]
-        while parent[i] != root:
-            parent[i], i = root, parent[i]
-        return root
 
     for start in range(0, len(order), 1 << 16):  # in chunks: a Python list of every edge is large
         chunk = order[start : start + (1 << 16)]
@@ -297,14 +270,14 @@ def cluster_vectors(
     return cluster_edges(x, a, b, s, config.threshold, config.guard, weight, first_row)
 
 
-def match_labels(index, ids: np.ndarray) -> dict[int, str]:
-    """Index id -> the id to show for it: the user's id when the question had one, else the index's own."""
-    rows = index.rows(np.unique(ids[ids >= 0]).tolist())
-    return {i: str(r["user_id"]) if r.get("user_id") not in (None, "") else str(i) for i, r in rows.items()}
+def match_labels(store, ids: np.ndarray) -> dict[int, str]:
+    """Store id -> the id to show for it: the user's id when the question had one, else the store's own."""
+    records = store.get(np.unique(ids[ids >= 0]).tolist())
+    return {i: str(r.user_id) if r.user_id not in (None, "") else str(i) for i, r in records.items()}
 
 
 def match_index(index, x: np.ndarray, tau: float, block_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest question of a `QuestionIndex` for each vector: (id, -1 if below tau or none; score, nan then)."""
+    """Nearest question of a store for each vector: (id, -1 if below tau or none; score, nan then)."""
     ids = np.full(len(x), -1, dtype=np.int64)
     scores = np.full(len(x), np.nan, dtype=np.float32)
     if index.count == 0:
@@ -490,65 +463,3 @@ def output_rows(
             yield list(row) + added
 
     return out_header, gen()
-
-
-def check_output(path: str, force: bool) -> None:
-    """Refuse, before any work, an output path that exists (unless `force`) or cannot be written."""
-    if path == "-":
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise DupfinderError(f"output {p} is a directory; give a file name")
-    if p.exists() and not force:
-        raise DupfinderError(f"output {p} already exists; use --force to overwrite it")
-    parent = p.parent
-    if not parent.is_dir():
-        raise DupfinderError(f"cannot write {p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DupfinderError(f"cannot write {p}: no permission to write in {parent}")
-
-
-def write_table(path: str, header: Sequence[str], rows: Iterable[Sequence[str]], stdout=None) -> int:
-    """Write CSV (TSV for .tsv/.tab, gzipped for .gz) to a temp file, then rename it over `path`.
-
-    A failure or interruption leaves no partial output at `path`. `-` writes to `stdout`. Returns the rows written.
-    """
-    name = path.lower().removesuffix(".gz")
-    delimiter = "\t" if name.endswith((".tsv", ".tab")) else ","
-    if path == "-":
-        return _write_csv(stdout, delimiter, header, rows)
-    p = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise DupfinderError(f"cannot write {p}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.lower().endswith(".gz") else raw
-            f = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-            count = _write_csv(f, delimiter, header, rows)
-            f.flush()
-            f.detach()
-            if stream is not raw:
-                stream.close()  # writes the gzip trailer; the file itself stays open
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise DupfinderError(f"cannot write {p}: {e.strerror or e}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
-
-
-def _write_csv(f, delimiter: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
-    writer = csv.writer(f, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(header)
-    count = 0
-    for row in rows:
-        writer.writerow(row)
-        count += 1
-    return count

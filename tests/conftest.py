@@ -25,7 +25,7 @@ def pairs_file() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, pairs_file) -> Path:
     """A small unidirectional model trained for a few epochs on tests/data/pairs.csv (a few seconds)."""
-    from dupfinder.train import TrainConfig, train
+    from dupfinder.train.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_model")
     config = TrainConfig(epochs=3, batch_size=8, neg_pairs=4, val_fraction=0.2, glove=False, min_freq=1,

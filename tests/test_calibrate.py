@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dupfinder.calibrate import advise, calibration_record, write_threshold
+from dupfinder.evaluation.calibrate import advise, calibration_record, write_threshold
 from dupfinder.cli import cli
 from dupfinder.errors import InputError
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from dupfinder import index as index_module
 from dupfinder.cli import cli
-from dupfinder.data import load_questions
-from dupfinder.index import MANIFEST, QuestionIndex
+from dupfinder.io import load_questions
+from dupfinder.store.local import MANIFEST, QuestionIndex
 
 
 def run(*args, input=None):

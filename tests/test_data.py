@@ -3,7 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from dupfinder.data import HardNegatives, OverlapBias, Pairs, PairBatcher, ReadReport, cluster_positives, duplicate_clusters, load_pairs, load_questions, split_by_cluster
+from dupfinder.io import Pairs, ReadReport, duplicate_clusters, load_pairs, load_questions
+from dupfinder.train.batches import HardNegatives, OverlapBias, PairBatcher, cluster_positives, split_by_cluster
 from dupfinder.errors import InputError
 
 HEADER = b"id,qid1,qid2,question1,question2,is_duplicate\n"
@@ -84,7 +85,7 @@ def test_duplicate_clusters_are_connected_components(pairs_file):
 def test_split_by_cluster_never_shares_a_question_or_cluster():
     rng = np.random.default_rng(0)
     # a synthetic pairs set: 300 clusters of 1-4 questions, duplicates within, non-duplicates across
-    from dupfinder.data import Pairs, ReadReport
+    from dupfinder.io import Pairs, ReadReport
 
     cluster_sizes = rng.integers(1, 5, size=300)
     qids, cl = [], []

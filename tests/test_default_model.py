@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dupfinder
-from dupfinder.artifacts import DEFAULT_MODEL_DIR
+from dupfinder.model.files import DEFAULT_MODEL_DIR
 
 
 def test_shipped_model_is_small_and_fp16():

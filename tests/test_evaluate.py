@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from dupfinder.evaluate import calibrate, pair_metrics, ranking_metrics, roc_auc, threshold_sweep
+from dupfinder.evaluation.calibrate import calibrate
+from dupfinder.evaluation.metrics import pair_metrics, ranking_metrics, roc_auc, threshold_sweep
 
 
 def test_roc_auc_matches_all_pairs_count_with_ties():

@@ -8,11 +8,11 @@ import torch
 from click.testing import CliRunner
 
 from dupfinder import extend
-from dupfinder.artifacts import load_model_dir, save_model
+from dupfinder.model.files import load_model_dir, save_model
 from dupfinder.cli import cli
-from dupfinder.encode import load_model
+from dupfinder.model.encoder import load_model
 from dupfinder.errors import ModelError
-from dupfinder.model import ModelConfig, SiameseEncoder
+from dupfinder.model.network import ModelConfig, SiameseEncoder
 from dupfinder.text import TextConfig, Vocab
 
 D = 8

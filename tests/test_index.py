@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dupfinder.errors import IndexStoreError, InputError
-from dupfinder.index import (
+from dupfinder.store.local import (
     FORMAT_VERSION,
     MANIFEST,
     SCAN_FILE,
@@ -188,7 +188,7 @@ def test_default_index_dir_follows_env(monkeypatch, tmp_path):
 READER = """
 import sys, time, numpy as np
 from pathlib import Path
-from dupfinder.index import QuestionIndex
+from dupfinder.store.local import QuestionIndex
 directory, stop = Path(sys.argv[1]), Path(sys.argv[2])
 rng = np.random.default_rng(0)
 opened = 0

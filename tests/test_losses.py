@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dupfinder.losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard, weighted_mean
+from dupfinder.train.losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard, weighted_mean
 
 # The matrix from the issue: rows are v1, columns v2.
 S = torch.tensor([

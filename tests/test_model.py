@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dupfinder.encode import pad_batch
-from dupfinder.model import ModelConfig, SiameseEncoder
+from dupfinder.model.encoder import pad_batch
+from dupfinder.model.network import ModelConfig, SiameseEncoder
 
 import numpy as np
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from dupfinder.artifacts import load_numpy_weights, read_model_dir, save_model
-from dupfinder.encode import NUMPY_MAX_BATCH, load_model
+from dupfinder.model.files import load_numpy_weights, read_model_dir, save_model
+from dupfinder.model.encoder import NUMPY_MAX_BATCH, load_model
 from dupfinder.errors import ModelError
-from dupfinder.model import ModelConfig, SiameseEncoder
+from dupfinder.model.network import ModelConfig, SiameseEncoder
 from dupfinder.text import TextConfig, Vocab
 
 QUESTIONS = [
@@ -147,7 +147,7 @@ assert "numba" not in sys.modules, "numba was imported (a one-shot CLI process d
 
 
 def test_query_process_does_not_import_torch(tmp_path, tiny_model):
-    from dupfinder.index import Question, add_questions
+    from dupfinder.store.local import Question, add_questions
 
     add_questions(tmp_path / "ix", load_model(tiny_model), [Question(None, q) for q in QUESTIONS if q.strip()])
     r = subprocess.run([sys.executable, "-c", QUERY_WITHOUT_TORCH, str(tmp_path / "ix")], capture_output=True, text=True)
@@ -157,7 +157,7 @@ def test_query_process_does_not_import_torch(tmp_path, tiny_model):
 
 
 def test_kernel_exp_is_float32_accurate_over_the_clipped_range():
-    from dupfinder.lstm_kernel import CLIP, exp_into
+    from dupfinder.model.lstm_kernel import CLIP, exp_into
 
     x = np.linspace(-CLIP, CLIP, 100_001, dtype=np.float32)
     out, bits = np.empty_like(x), np.empty(len(x), dtype=np.int32)

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from dupfinder.data import load_pairs
-from dupfinder.retrieval import (
+from dupfinder.io import load_pairs
+from dupfinder.evaluation.retrieval import (
     build_benchmark,
     drop_self,
     evaluate_encoder,
@@ -149,8 +149,8 @@ def test_vectors_ranker_and_encoder_agree_with_brute_force(dev, train):
 def test_perfect_encoder_scores_one(dev, train):
     bench = build_benchmark(dev, train, n_distractors=100)
     # one axis per cluster: duplicates are identical vectors, everything else orthogonal
-    from dupfinder.data import duplicate_clusters
-    from dupfinder.retrieval import merge_pairs
+    from dupfinder.io import duplicate_clusters
+    from dupfinder.evaluation.retrieval import merge_pairs
 
     clusters = duplicate_clusters(merge_pairs(dev, train))
     ids = sorted(set(clusters[q] for q in bench.corpus_qids.tolist()))
@@ -163,7 +163,7 @@ def test_perfect_encoder_scores_one(dev, train):
 
 def test_pair_scores_from_corpus_vectors(dev, tiny_model):
     from dupfinder import load_model
-    from dupfinder.pairs_eval import score_pairs
+    from dupfinder.evaluation.pairs import score_pairs
 
     bench = build_benchmark(dev, None, n_distractors=0)
     encoder = load_model(tiny_model)

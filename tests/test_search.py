@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dupfinder.index import Question, QuestionIndex, add_questions
+from dupfinder.store.local import Question, QuestionIndex, add_questions
 from dupfinder.search import Hit, exact_search, query
 from fake_encoder import FakeEncoder
 

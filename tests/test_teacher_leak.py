@@ -3,10 +3,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "research"))
 from teacher_leak import leak_counts, neighbour_pairs, normalized_questions  # noqa: E402
 
-from dupfinder.data import load_pairs  # noqa: E402
+from dupfinder.io import load_pairs  # noqa: E402
 
 HEADER = "id,qid1,qid2,question1,question2,is_duplicate\n"
 

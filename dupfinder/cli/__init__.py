@@ -1,0 +1,6 @@
+"""The `dupfinder` command line: parse, call the engine, format. No algorithms here."""
+
+from dupfinder.cli import model_cmds, store_cmds, train_cmds  # noqa: F401 (they register their commands)
+from dupfinder.cli.main import cli
+
+__all__ = ["cli"]

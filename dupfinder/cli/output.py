@@ -1,0 +1,80 @@
+"""Every output format in one place: JSON objects, JSON lines, and the tables people read."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+
+def _clean(value):
+    """NaN and infinities become null: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        return _clean(value.item())
+    return value
+
+
+def dumps(obj) -> str:
+    return json.dumps(_clean(obj), allow_nan=False)
+
+
+def emit_json(obj, err: bool = False) -> None:
+    """One JSON object on a line (stdout, or stderr when stdout carries data)."""
+    click.echo(dumps(obj), err=err)
+
+
+def verdict_line(result: dict) -> str:
+    return f"{result['score']:.4f}  {'duplicate' if result['duplicate'] else 'not duplicate'} (tau {result['threshold']:.4f})"
+
+
+def hits_table(hits, tau: float) -> str:
+    """The hits of one query, best first, then a line that says what was found."""
+    lines = [f"{h.score:7.4f}  {'DUPLICATE' if h.duplicate else '         '}  [{h.id}] {h.text}" for h in hits]
+    n_dup = sum(h.duplicate for h in hits)
+    if n_dup:
+        lines.append(f"{n_dup} duplicate{'s' if n_dup > 1 else ''} at tau {tau:.4f}")
+    elif hits:
+        lines.append(f"No duplicate: the best match scores {hits[0].score:.4f}, below tau {tau:.4f}")
+    else:
+        lines.append("No duplicate: the index is empty")
+    return "\n".join(lines)
+
+
+def info_table(result: dict) -> str:
+    lines = [
+        f"index      {result['index']}",
+        f"questions  {result['count']:,}",
+        f"kind       {result['kind']} ({result['metric']})",
+        f"dimension  {result['dimension']}",
+        f"model      {result['model']} ({result['model_fingerprint']}, tau {result['threshold']:.4f})",
+        f"size       {result['size_bytes'] / 1e6:,.1f} MB",
+        f"updated    {result['updated']}",
+    ]
+    sources = list(result["sources"].items())
+    for i, (source, n) in enumerate(sources[:5]):
+        lines.append(f"{'sources' if i == 0 else '':<10} {source or '(none)'} ({n:,})")
+    if len(sources) > 5:
+        lines.append(f"{'':<10} and {len(sources) - 5:,} more")
+    return "\n".join(lines)
+
+
+def pair_metrics_table(title: str, m: dict) -> str:
+    c = m["confusion"]
+    return (
+        f"{title}: {m['pairs']:,} pairs at tau {m['threshold']:.4f}\n"
+        f"  accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  "
+        f"F1 {m['f1']:.4f}  ROC-AUC {m['roc_auc']:.4f}\n"
+        f"  confusion: {c['tp']:,} true dup, {c['fp']:,} false dup, {c['fn']:,} missed dup, {c['tn']:,} true non-dup"
+    )
+
+
+def calibration_line(title: str, m: dict) -> str:
+    return (f"{title}: tau {m['threshold']:.4f}  accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
+            f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  F1 {m['f1']:.4f}")

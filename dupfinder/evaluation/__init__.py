@@ -1,0 +1,1 @@
+"""Pair metrics, threshold calibration and the retrieval benchmark."""

@@ -1,0 +1,1 @@
+"""The encoder: its config, torch network, torch-free fast path and the model directory format."""

@@ -1,0 +1,219 @@
+"""The store protocol every backend implements, the records it keeps, and the brute-force reference
+store that the tests hold every backend to.
+
+A store keeps unit vectors (inner product = cosine) with one metadata row each. It knows nothing of
+models or text encoding: the engine encodes, the store stores and searches. Internal ids are
+int64, assigned by the store; the user's ids are strings and never mixed with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from dupfinder.errors import InputError
+from dupfinder.text import normalize
+
+METRIC = "inner_product"  # on unit vectors, so scores are cosines
+
+
+def text_hash(text: str) -> str:
+    """Of normalize(text): the same question, whatever its spacing or case."""
+    return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=8).hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Question:
+    """One question to add: the user's id (or None), its text and the file it came from."""
+
+    user_id: str | None
+    text: str
+    source: str = ""
+
+
+@dataclass
+class Record:
+    """One stored question: the store's id, the user's id (or None), text, hash, source, time added."""
+
+    id: int
+    user_id: str | None
+    text: str
+    text_hash: str
+    source: str
+    added: str
+
+    @property
+    def display_id(self) -> str | int:
+        """The id shown to users: theirs when the question had one, else the store's own."""
+        return self.user_id if self.user_id is not None else self.id
+
+
+@dataclass
+class AddReport:
+    added: int = 0
+    already_indexed: int = 0  # same user id or same normalized text as a stored question (or an earlier one of the batch)
+    empty: int = 0  # empty questions are never stored
+    count: int = 0  # questions in the store afterwards
+    created: bool = False
+
+    def summary(self, where: str) -> str:
+        return (
+            f"{'created' if self.created else 'updated'} {where}: {self.added:,} added, "
+            f"{self.already_indexed:,} already indexed, {self.empty:,} empty skipped; {self.count:,} questions in all"
+        )
+
+
+@dataclass
+class RemoveReport:
+    removed: list[str] = field(default_factory=list)
+    count: int = 0
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the engine needs of a backend. Writes are all or nothing; reads never see half a write."""
+
+    location: str  # a folder or a URI, for messages
+    dim: int
+    kind: str  # "flat", "hnsw", ...
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def model(self) -> dict: ...  # the model record: fingerprint, path, default
+
+    def known(self, questions: Sequence[Question]) -> tuple[set[str], set[str]]:
+        """The user ids and text hashes among `questions` that are stored already."""
+        ...
+
+    def add(self, questions: Sequence[Question], vectors: np.ndarray) -> AddReport:
+        """Store the questions not stored yet (by user id or text hash) with their vectors (n, dim)."""
+        ...
+
+    def remove(self, ids: Sequence[str]) -> RemoveReport:
+        """Delete by the user's id (or the store's id for a question without one); all or nothing."""
+        ...
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: scores (n, k) float32 best first, store ids (n, k) int64, -1 past the end."""
+        ...
+
+    def get(self, ids: Iterable[int]) -> dict[int, Record]:
+        """Store id -> its record; unknown and -1 ids are left out."""
+        ...
+
+    def info(self) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+def fresh_questions(questions: Iterable[Question], seen_ids: set[str], seen_hashes: set[str], report: AddReport) -> list[tuple[int, Question, str]]:
+    """The questions to store, each with its position in `questions` and its text hash: not empty,
+    not stored, not earlier in the batch. Counts the others in `report`; `seen_ids` and
+    `seen_hashes` grow with the questions kept.
+    """
+    fresh: list[tuple[int, Question, str]] = []
+    for i, q in enumerate(questions):
+        text = q.text.strip()
+        if not text:
+            report.empty += 1
+            continue
+        h = text_hash(text)
+        if h in seen_hashes or (q.user_id is not None and q.user_id in seen_ids):
+            report.already_indexed += 1
+            continue
+        seen_hashes.add(h)
+        if q.user_id is not None:
+            seen_ids.add(q.user_id)
+        fresh.append((i, Question(q.user_id, text, q.source), h))
+    return fresh
+
+
+def resolve_ids(wanted: Sequence[str], by_user_id, by_store_id, where: str) -> list[int]:
+    """Store ids for the user's ids of `remove`: a user id first; a number matches a question that
+    has no user id by its store id. Raises, naming what is missing, when any is not stored."""
+    found: dict[str, list[int]] = {}
+    for w in dict.fromkeys(wanted):
+        ids = by_user_id(w)
+        if not ids and w.lstrip("-").isdigit():
+            ids = by_store_id(int(w))
+        found[w] = ids
+    missing = [w for w, ids in found.items() if not ids]
+    if missing:
+        raise InputError(f"not in {where}: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; nothing was removed")
+    return sorted(i for ids in found.values() for i in ids)
+
+
+class BruteForceStore:
+    """The reference: every vector in a numpy array, search by a full sort. Obviously right, slow."""
+
+    kind = "brute-force"
+
+    def __init__(self, dim: int, model: dict | None = None, location: str = "memory"):
+        self.dim, self.location = dim, location
+        self.model = model or {}
+        self.vectors = np.zeros((0, dim), np.float32)
+        self.ids = np.zeros(0, np.int64)
+        self.records: dict[int, Record] = {}
+        self.next_id = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def known(self, questions: Sequence[Question]) -> tuple[set[str], set[str]]:
+        ids = {r.user_id for r in self.records.values() if r.user_id is not None}
+        hashes = {r.text_hash for r in self.records.values()}
+        return ({q.user_id for q in questions if q.user_id in ids}, {h for h in map(text_hash, (q.text for q in questions)) if h in hashes})
+
+    def add(self, questions: Sequence[Question], vectors: np.ndarray) -> AddReport:
+        report = AddReport(created=self.count == 0)
+        seen_ids = {r.user_id for r in self.records.values() if r.user_id is not None}
+        seen_hashes = {r.text_hash for r in self.records.values()}
+        fresh = fresh_questions(questions, seen_ids, seen_hashes, report)
+        now = utc_now()
+        for i, q, h in fresh:
+            self.records[self.next_id] = Record(self.next_id, q.user_id, q.text, h, q.source, now)
+            self.ids = np.r_[self.ids, self.next_id]
+            self.vectors = np.vstack([self.vectors, np.asarray(vectors[i], np.float32)[None]])
+            self.next_id += 1
+        report.added, report.count = len(fresh), self.count
+        return report
+
+    def remove(self, ids: Sequence[str]) -> RemoveReport:
+        by_user = lambda w: [r.id for r in self.records.values() if r.user_id == w]  # noqa: E731
+        by_store = lambda i: [i] if i in self.records and self.records[i].user_id is None else []  # noqa: E731
+        doomed = resolve_ids(ids, by_user, by_store, self.location)
+        keep = ~np.isin(self.ids, doomed)
+        self.ids, self.vectors = self.ids[keep], self.vectors[keep]
+        for i in doomed:
+            del self.records[i]
+        return RemoveReport(list(dict.fromkeys(ids)), self.count)
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        vectors = np.asarray(vectors, np.float32)  # (n, d)
+        scores = np.full((len(vectors), k), -np.inf, np.float32)
+        ids = np.full((len(vectors), k), -1, np.int64)
+        for row, q in enumerate(vectors):
+            s = self.vectors @ q  # (count,)
+            top = np.argsort(-s, kind="stable")[:k]
+            scores[row, : len(top)], ids[row, : len(top)] = s[top], self.ids[top]
+        return scores, ids
+
+    def get(self, ids: Iterable[int]) -> dict[int, Record]:
+        return {int(i): self.records[int(i)] for i in ids if int(i) in self.records}
+
+    def info(self) -> dict:
+        return {"location": self.location, "count": self.count, "kind": self.kind, "metric": METRIC, "dimension": self.dim}
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""Training: batches, losses, the loop, the teacher; needs the train extra (torch)."""
