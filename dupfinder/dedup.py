@@ -22,12 +22,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from dupfinder.errors import DupfinderError, InputError
+from dupfinder.errors import InputError
 from dupfinder.knn import UnionFind, exact_search
 from dupfinder.text import TextConfig, normalize
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dupfinder import __version__
-from dupfinder.atomic import nearest_existing, write_atomic  # noqa: F401 (re-exported for model writers)
+from dupfinder.atomic import write_atomic
 from dupfinder.errors import ModelError
 from dupfinder.text import TextConfig, Vocab
 
