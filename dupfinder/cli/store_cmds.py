@@ -87,6 +87,8 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
     set_threads(threads or (1 if question is not None else None))
     with Engine.open(index_dir, model_dir, threshold, log=log, progress=progress("q")) as engine:
         if ef_search is not None:
+            if engine.store.kind != "hnsw":
+                raise click.UsageError(f"--ef-search applies to HNSW indexes; {engine.store.location} is {engine.store.kind}")
             engine.store.ef_search = ef_search
         if question is None:
             _answer_many(engine, texts, query_file, text_column, id_column, k)
