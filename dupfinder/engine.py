@@ -16,7 +16,7 @@ import numpy as np
 
 from dupfinder.errors import IndexStoreError, ModelError
 from dupfinder.store import open_store
-from dupfinder.store.base import AddReport, Question, RemoveReport, fresh_questions
+from dupfinder.store.base import AddReport, Question, RemoveReport, plan_add
 from dupfinder.verdict import Verdict
 
 if TYPE_CHECKING:  # torch, faiss and numba load only where used: a cold `dupfinder query` stays fast
@@ -232,19 +232,19 @@ class Engine:
             raise IndexStoreError("this engine has no index; open one with Engine.open(INDEX)")
         return self.store
 
-    def add(self, questions: Sequence[Question], progress: ProgressFactory | None = None) -> AddReport:
-        """Encode and store the questions not stored yet (same user id or normalized text: skipped
-        and counted; empty ones too)."""
+    def add(self, questions: Sequence[Question], progress: ProgressFactory | None = None, upsert: bool = False) -> AddReport:
+        """Encode and store the questions not stored yet. Same user id and text, or same normalized
+        text: skipped and counted; empty ones too. A stored user id with other text: replaced with
+        `upsert`, else an error before anything is encoded or written."""
         store = self._need_store()
         before = AddReport()
-        known_ids, known_hashes = store.known(questions)
-        fresh = fresh_questions(questions, known_ids, known_hashes, before)
+        fresh = plan_add(questions, *store.known(questions), before, upsert, store.location).fresh
         texts = [q.text for _, q, _ in fresh]
         bar = progress(len(texts), "encoding") if progress is not None and texts else None
         vectors = self.encode(texts, progress=bar.update if bar is not None else None) if texts else np.zeros((0, store.dim), np.float32)
         if bar is not None:
             bar.close()
-        report = store.add([q for _, q, _ in fresh], vectors)
+        report = store.add([q for _, q, _ in fresh], vectors, upsert=upsert)
         report.already_indexed += before.already_indexed
         report.empty += before.empty
         return report

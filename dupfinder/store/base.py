@@ -58,17 +58,23 @@ class Record:
 
 @dataclass
 class AddReport:
-    added: int = 0
-    already_indexed: int = 0  # same user id or same normalized text as a stored question (or an earlier one of the batch)
+    added: int = 0  # new questions, replacements included
+    already_indexed: int = 0  # same user id and text, or same normalized text, as a stored question (or an earlier one of the batch)
     empty: int = 0  # empty questions are never stored
+    replaced: int = 0  # user ids whose text an upsert replaced (counted in `added` too)
     count: int = 0  # questions in the store afterwards
     created: bool = False
 
     def summary(self, where: str) -> str:
+        replaced = f" ({self.replaced:,} replaced)" if self.replaced else ""
         return (
-            f"{'created' if self.created else 'updated'} {where}: {self.added:,} added, "
+            f"{'created' if self.created else 'updated'} {where}: {self.added:,} added{replaced}, "
             f"{self.already_indexed:,} already indexed, {self.empty:,} empty skipped; {self.count:,} questions in all"
         )
+
+    def to_dict(self) -> dict:
+        return {"added": self.added, "replaced": self.replaced, "already_indexed": self.already_indexed,
+                "empty": self.empty, "count": self.count}
 
 
 @dataclass
@@ -91,12 +97,12 @@ class Store(Protocol):
     @property
     def model(self) -> dict: ...  # the model record: fingerprint, path, default
 
-    def known(self, questions: Sequence[Question]) -> tuple[set[str], set[str]]:
-        """The user ids and text hashes among `questions` that are stored already."""
+    def known(self, questions: Sequence[Question]) -> tuple[dict[str, str], set[str]]:
+        """Of `questions`: the stored user ids (-> their stored text hash) and the text hashes stored already."""
         ...
 
-    def add(self, questions: Sequence[Question], vectors: np.ndarray) -> AddReport:
-        """Store the questions not stored yet (by user id or text hash) with their vectors (n, dim)."""
+    def add(self, questions: Sequence[Question], vectors: np.ndarray, upsert: bool = False) -> AddReport:
+        """Store `questions` with their vectors (n, dim) as `plan_add` decides, in one transaction."""
         ...
 
     def remove(self, ids: Sequence[str]) -> RemoveReport:
@@ -116,26 +122,63 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def fresh_questions(questions: Iterable[Question], seen_ids: set[str], seen_hashes: set[str], report: AddReport) -> list[tuple[int, Question, str]]:
-    """The questions to store, each with its position in `questions` and its text hash: not empty,
-    not stored, not earlier in the batch. Counts the others in `report`; `seen_ids` and
-    `seen_hashes` grow with the questions kept.
+@dataclass
+class AddPlan:
+    """What an add will do: the questions to store (position in the batch, question, text hash) and
+    the stored user ids whose old rows they replace."""
+
+    fresh: list[tuple[int, Question, str]]
+    replace: list[str]
+
+
+def plan_add(questions: Sequence[Question], stored_ids: dict[str, str], stored_hashes: set[str], report: AddReport,
+             upsert: bool = False, where: str = "the index") -> AddPlan:
+    """Decide each question of a batch against what is stored (`stored_ids`: user id -> text hash
+    of the batch's ids; `stored_hashes`: text hashes present) and earlier in the batch.
+
+    Empty: skipped. Same user id and same text: skipped. Same user id, other text: replaced when
+    `upsert`, else an error for the whole batch (nothing is written). A new or absent user id whose
+    normalized text is stored already: skipped. Counts go to `report`.
     """
     fresh: list[tuple[int, Question, str]] = []
+    replace: list[str] = []
+    batch_ids: dict[str, str] = {}
+    hashes = set(stored_hashes)
+    conflicts: list[str] = []
     for i, q in enumerate(questions):
         text = q.text.strip()
         if not text:
             report.empty += 1
             continue
         h = text_hash(text)
-        if h in seen_hashes or (q.user_id is not None and q.user_id in seen_ids):
+        uid = q.user_id
+        if uid is not None and uid in batch_ids:
+            if batch_ids[uid] != h:
+                raise InputError(f"id {uid} appears twice in the input with different text; nothing was added to {where}")
             report.already_indexed += 1
             continue
-        seen_hashes.add(h)
-        if q.user_id is not None:
-            seen_ids.add(q.user_id)
-        fresh.append((i, Question(q.user_id, text, q.source), h))
-    return fresh
+        if uid is not None and uid in stored_ids:
+            if stored_ids[uid] == h:
+                report.already_indexed += 1
+                batch_ids[uid] = h
+                continue
+            if not upsert:
+                conflicts.append(uid)
+                continue
+            replace.append(uid)
+            report.replaced += 1
+        elif h in hashes:
+            report.already_indexed += 1
+            continue
+        if uid is not None:
+            batch_ids[uid] = h
+        hashes.add(h)
+        fresh.append((i, Question(uid, text, q.source), h))
+    if conflicts:
+        shown = ", ".join(conflicts[:10]) + (" ..." if len(conflicts) > 10 else "")
+        raise InputError(f"already in {where} with other text: id {shown}; add with upsert (--upsert) to replace, "
+                         f"or give new ids; nothing was added")
+    return AddPlan(fresh, replace)
 
 
 def resolve_ids(wanted: Sequence[str], by_user_id, by_store_id, where: str) -> list[int]:
@@ -170,33 +213,36 @@ class BruteForceStore:
     def count(self) -> int:
         return len(self.ids)
 
-    def known(self, questions: Sequence[Question]) -> tuple[set[str], set[str]]:
-        ids = {r.user_id for r in self.records.values() if r.user_id is not None}
+    def known(self, questions: Sequence[Question]) -> tuple[dict[str, str], set[str]]:
+        ids = {r.user_id: r.text_hash for r in self.records.values() if r.user_id is not None}
         hashes = {r.text_hash for r in self.records.values()}
-        return ({q.user_id for q in questions if q.user_id in ids}, {h for h in map(text_hash, (q.text for q in questions)) if h in hashes})
+        wanted = {text_hash(q.text) for q in questions}
+        return {q.user_id: ids[q.user_id] for q in questions if q.user_id in ids}, wanted & hashes
 
-    def add(self, questions: Sequence[Question], vectors: np.ndarray) -> AddReport:
+    def add(self, questions: Sequence[Question], vectors: np.ndarray, upsert: bool = False) -> AddReport:
         report = AddReport(created=self.count == 0)
-        seen_ids = {r.user_id for r in self.records.values() if r.user_id is not None}
-        seen_hashes = {r.text_hash for r in self.records.values()}
-        fresh = fresh_questions(questions, seen_ids, seen_hashes, report)
+        plan = plan_add(questions, *self.known(questions), report, upsert, self.location)
+        doomed = [r.id for r in self.records.values() if r.user_id in set(plan.replace)]
+        self._drop(doomed)
         now = utc_now()
-        for i, q, h in fresh:
+        for i, q, h in plan.fresh:
             self.records[self.next_id] = Record(self.next_id, q.user_id, q.text, h, q.source, now)
             self.ids = np.r_[self.ids, self.next_id]
             self.vectors = np.vstack([self.vectors, np.asarray(vectors[i], np.float32)[None]])
             self.next_id += 1
-        report.added, report.count = len(fresh), self.count
+        report.added, report.count = len(plan.fresh), self.count
         return report
 
-    def remove(self, ids: Sequence[str]) -> RemoveReport:
-        by_user = lambda w: [r.id for r in self.records.values() if r.user_id == w]  # noqa: E731
-        by_store = lambda i: [i] if i in self.records and self.records[i].user_id is None else []  # noqa: E731
-        doomed = resolve_ids(ids, by_user, by_store, self.location)
+    def _drop(self, doomed: list[int]) -> None:
         keep = ~np.isin(self.ids, doomed)
         self.ids, self.vectors = self.ids[keep], self.vectors[keep]
         for i in doomed:
             del self.records[i]
+
+    def remove(self, ids: Sequence[str]) -> RemoveReport:
+        by_user = lambda w: [r.id for r in self.records.values() if r.user_id == w]  # noqa: E731
+        by_store = lambda i: [i] if i in self.records and self.records[i].user_id is None else []  # noqa: E731
+        self._drop(resolve_ids(ids, by_user, by_store, self.location))
         return RemoveReport(list(dict.fromkeys(ids)), self.count)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

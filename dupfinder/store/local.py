@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from dupfinder.errors import IndexStoreError, InputError
-from dupfinder.store.base import METRIC, AddReport, Question, Record, RemoveReport, fresh_questions, resolve_ids, text_hash, utc_now
+from dupfinder.store.base import METRIC, AddReport, Question, Record, RemoveReport, plan_add, resolve_ids, text_hash, utc_now
 from dupfinder.store.generations import (  # noqa: F401 (MANIFEST, read_manifest, ScanConfig: part of this module's API)
     COLUMNS, FORMAT_VERSION, KINDS, MANIFEST, HnswConfig, QuestionIndex, ScanConfig, collect_garbage, generation_dir,
     new_faiss, open_writable_copy, publish, versions, not_a_folder, read_manifest, writer_lock,
@@ -90,14 +90,11 @@ class LocalStore:
         if self._ef_search is not None:
             self._view.ef_search = self._ef_search
 
-    def known(self, questions: Sequence[Question]) -> tuple[set[str], set[str]]:
-        if self._view is None:
-            return set(), set()
-        ids = {q.user_id for q in questions if q.user_id is not None}
-        hashes = {text_hash(q.text) for q in questions if q.text.strip()}
-        return _present(self._view.db, "user_id", ids), _present(self._view.db, "text_hash", hashes)
+    def known(self, questions: Sequence[Question]) -> tuple[dict[str, str], set[str]]:
+        return _known(self._view.db, questions) if self._view is not None else ({}, set())
 
-    def add(self, questions: Sequence[Question], vectors: np.ndarray, hnsw: HnswConfig | None = None, scan: ScanConfig | None = None) -> AddReport:
+    def add(self, questions: Sequence[Question], vectors: np.ndarray, upsert: bool = False,
+            hnsw: HnswConfig | None = None, scan: ScanConfig | None = None) -> AddReport:
         """Publish the questions not stored yet (by user id or normalized text) as a new generation."""
         with writer_lock(self.directory):
             manifest = read_manifest(self.directory) if self.exists else None
@@ -107,11 +104,18 @@ class LocalStore:
                 if manifest["model"]["fingerprint"] != self.model["fingerprint"]:
                     raise IndexStoreError(f"{self.directory} was rebuilt with another model meanwhile; run the command again")
                 current = QuestionIndex.open(self.directory, mmap=False)
-                seen_ids = {r[0] for r in current.db.execute("SELECT user_id FROM questions WHERE user_id IS NOT NULL")}
-                seen_hashes = {r[0] for r in current.db.execute("SELECT text_hash FROM questions")}
+                stored = _known(current.db, questions)
             else:
-                current, seen_ids, seen_hashes = None, set(), set()
-            fresh = fresh_questions(questions, seen_ids, seen_hashes, report)
+                current, stored = None, ({}, set())
+            try:
+                plan = plan_add(questions, *stored, report, upsert, self.location)
+            except BaseException:
+                if current is not None:
+                    current.close()
+                raise
+            if plan.replace:  # replaced by the new rows of the same user ids (upsert)
+                raise NotImplementedError("upsert in the folder store")
+            fresh = plan.fresh
             if not fresh:
                 report.count = manifest["count"] if manifest else 0
                 if current is not None:
@@ -257,11 +261,15 @@ class LocalStore:
         self.close()
 
 
-def _present(db: sqlite3.Connection, column: str, values: set[str]) -> set[str]:
-    """The values of `column` (an indexed one) among `values` that the table holds."""
-    found: set[str] = set()
-    wanted = sorted(values)
-    for start in range(0, len(wanted), 900):  # SQLite's limit on bound parameters
-        chunk = wanted[start : start + 900]
-        found.update(r[0] for r in db.execute(f"SELECT DISTINCT {column} FROM questions WHERE {column} IN ({','.join('?' * len(chunk))})", chunk))
-    return found
+def _known(db: sqlite3.Connection, questions: Sequence[Question]) -> tuple[dict[str, str], set[str]]:
+    """The stored user ids of `questions` (-> their text hash) and their text hashes that are stored."""
+    ids = sorted({q.user_id for q in questions if q.user_id is not None})
+    hashes = sorted({text_hash(q.text) for q in questions if q.text.strip()})
+    stored_ids: dict[str, str] = {}
+    stored_hashes: set[str] = set()
+    for start in range(0, max(len(ids), len(hashes)), 900):  # SQLite's limit on bound parameters
+        chunk = ids[start : start + 900]
+        stored_ids.update(db.execute(f"SELECT user_id, text_hash FROM questions WHERE user_id IN ({','.join('?' * len(chunk))})", chunk))
+        chunk = hashes[start : start + 900]
+        stored_hashes.update(r[0] for r in db.execute(f"SELECT DISTINCT text_hash FROM questions WHERE text_hash IN ({','.join('?' * len(chunk))})", chunk))
+    return stored_ids, stored_hashes
