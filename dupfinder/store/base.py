@@ -87,15 +87,24 @@ class RemoveReport:
 class Store(Protocol):
     """What the engine needs of a backend. Writes are all or nothing; reads never see half a write."""
 
-    location: str  # a folder or a URI, for messages
+    location: str  # a folder or a URI, for messages (never with a password)
     dim: int
     kind: str  # "flat", "hnsw", ...
+
+    @property
+    def exists(self) -> bool: ...  # False for a store opened with `create` that no write has created yet
+
+    def set_model(self, record: dict, dim: int) -> None:
+        """The model record (fingerprint, path, threshold, default) and dimension a new store is created with."""
+        ...
 
     @property
     def count(self) -> int: ...
 
     @property
-    def model(self) -> dict: ...  # the model record: fingerprint, path, default
+    def model(self) -> dict: ...  # the model record it was built with; the engine refuses another model
+
+    def sources(self) -> dict[str, int]: ...  # source -> questions, most first
 
     def known(self, questions: Sequence[Question]) -> tuple[dict[str, str], set[str]]:
         """Of `questions`: the stored user ids (-> their stored text hash) and the text hashes stored already."""
