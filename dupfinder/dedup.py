@@ -370,7 +370,7 @@ def dedup(
 ) -> DedupResult:
     """Deduplicate `texts` (rows where `ok` is False are left out) with an `Encoder`.
 
-    `against` is an open `QuestionIndex` to screen the rows against as well.
+    `against` is an open store to screen the rows against as well.
     """
     return dedup_encoded(encode_distinct(encoder, texts, ok, progress_factory), config, against, progress_factory)
 

@@ -20,15 +20,18 @@ from dupfinder.engine import Engine, load_encoder, read_questions, set_threads
 @model_option
 @click.option("--kind", type=click.Choice(["flat", "hnsw"]), default=None,
               help="flat: exact search (the default). hnsw: approximate graph search for large corpora. Chosen when the index is created.")
+@click.option("--upsert", is_flag=True, help="Replace the text of ids already in the index (else a different text for a stored id is an error).")
 @input_column_options
 @threads_option
-def index_cmd(files, index_dir, model_dir, kind, text_column, id_column, threads):
+def index_cmd(files, index_dir, model_dir, kind, upsert, text_column, id_column, threads):
     """Add the questions of FILES to an index, creating it if needed.
 
     FILES are Quora pairs files (unique questions by qid1/qid2), CSV/TSV files with a question
     column and an optional id column, or plain text (one question per line); .gz and - (stdin)
-    work too. Questions already in the index (same id or same normalized text) and empty ones are
-    skipped and counted. An existing index keeps its own model; --model must then be that model.
+    work too. Questions already in the index (same id and text, or same normalized text) and empty
+    ones are skipped and counted; an id already in the index with another text is an error unless
+    --upsert. Each run is one transaction: all of it is added, or none. An existing index keeps its
+    own model; --model must then be that model.
 
     Example: dupfinder index questions.csv more.txt.gz --index indexes/mine
     """
@@ -38,7 +41,7 @@ def index_cmd(files, index_dir, model_dir, kind, text_column, id_column, threads
     questions = read_questions(files, text_column, id_column, log=log)  # all files read before the index is touched
     set_threads(threads)
     with Engine.for_writing(index_dir, model_dir, kind) as engine:
-        report = engine.add(questions, progress())
+        report = engine.add(questions, progress(), upsert=upsert)
         click.echo(report.summary(engine.store.location))
 
 
@@ -143,10 +146,20 @@ def info(index_dir, model_dir, as_json):
     Example: dupfinder info --index indexes/mine
     """
     from dupfinder.engine import store_model
+    from dupfinder.errors import IndexStoreError
     from dupfinder.store import open_store
 
     with open_store(index_dir or _default()) as store:
-        result = Engine(store_model(store, model_dir), store).info()
+        try:
+            result = Engine(store_model(store, model_dir), store).info()
+        except IndexStoreError:
+            if model_dir is not None:
+                raise
+            # built by a model this install cannot load (or ships no more): still described, as the
+            # error that sent the user here promised, with the threshold recorded at build time
+            built = store.model
+            result = store.info() | {"model": built["path"], "model_fingerprint": built["fingerprint"],
+                                     "threshold": float(built["threshold"]), "threshold_source": "recorded"}
     if as_json:
         emit_json(result)
     else:
