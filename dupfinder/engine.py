@@ -300,13 +300,15 @@ class Engine:
         return result, labels
 
     def screen(self, texts: Sequence[str], k: int = 5) -> list[dict]:
-        """Each question's duplicates already in the store (up to k) and within the batch."""
+        """Each question's duplicates already in the store (up to k) and within the batch; an empty
+        question has none."""
+        ok = np.fromiter((bool(t.strip()) for t in texts), bool, len(texts))
         hits = self.query(texts, k) if self.store is not None else [[] for _ in texts]
-        result, _ = self.dedup(texts, np.fromiter((bool(t.strip()) for t in texts), bool, len(texts)))
+        result, _ = self.dedup(texts, ok)
         out = []
         for i, row_hits in enumerate(hits):
             same = np.flatnonzero((result.cluster == result.cluster[i]) & (result.cluster >= 0))
-            out.append({"in_index": [h for h in row_hits if h.duplicate], "in_batch": [int(j) for j in same if j != i]})
+            out.append({"in_index": [h for h in row_hits if h.duplicate] if ok[i] else [], "in_batch": [int(j) for j in same if j != i]})
         return out
 
     def evaluate(self, pairs: "Pairs", unseen_from: str | None = None, columns: "PairColumns | None" = None) -> dict:

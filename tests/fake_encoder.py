@@ -1,5 +1,6 @@
 """A stand-in for `Encoder` without torch: a fixed random unit vector per normalized text (so the
-same question, whatever its case or spacing, gets the same vector). For index and search tests."""
+same question, whatever its case or spacing, gets the same vector). For store and engine tests, with
+`open_local` and `add_questions` to put its vectors in a `LocalStore`."""
 
 from __future__ import annotations
 
@@ -26,3 +27,27 @@ class FakeEncoder:
             for start in range(0, len(texts), batch_size):
                 progress(min(batch_size, len(texts) - start))
         return out  # (n, d)
+
+
+def open_local(directory, encoder, kind: str | None = None):
+    """A `LocalStore` at `directory` for `encoder`'s vectors, as `Engine.for_writing` opens one: a
+    new store records the encoder as its model; an existing one must have been built with it."""
+    from dupfinder.engine import check_model, model_record
+    from dupfinder.store.local import LocalStore
+
+    store = LocalStore(directory, create={"kind": kind})
+    try:
+        if store.exists:
+            check_model(store.model, encoder, store.location)
+        else:
+            store.set_model(record=model_record(encoder), dim=encoder.dim)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def add_questions(directory, encoder, questions, kind: str | None = None, hnsw=None, scan=None):
+    """Encode `questions` and add them to the local store at `directory` (created when absent)."""
+    with open_local(directory, encoder, kind) as store:
+        return store.add(questions, encoder.encode([q.text for q in questions]), hnsw=hnsw, scan=scan)

@@ -167,7 +167,7 @@ def test_cli_makes_openmp_waiters_sleep_unless_the_user_chose(monkeypatch, tiny_
 def test_torch_threads_apply_when_torch_is_first_loaded_by_the_network(tiny_model):
     # set before torch is imported: the setting must still reach torch once the network loads it
     code = (
-        "import sys; from dupfinder.encode import set_torch_threads, load_model\n"
+        "import sys; from dupfinder.model.encoder import set_torch_threads, load_model\n"
         "set_torch_threads(1); e = load_model(sys.argv[1], backend='torch')\n"
         "assert 'torch' not in sys.modules; e.network\n"
         "import torch; print(torch.get_num_threads())"

@@ -17,13 +17,13 @@ from dupfinder.dedup import (
     cluster_vectors,
     dedup,
     group_identical,
-    knn_exact,
     knn_partitioned,
     neighbour_edges,
     output_rows,
-    write_table,
 )
 from dupfinder.errors import DupfinderError
+from dupfinder.io import write_table
+from dupfinder.knn import exact_search
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +123,7 @@ def test_partitioned_search_with_every_list_probed_is_exact():
     exact = cluster_vectors(x, DedupConfig(threshold=tau, k=12))
     full = cluster_vectors(x, DedupConfig(threshold=tau, k=12, exact_below=0, nlist=5, nprobe=5, block_size=33))
     np.testing.assert_array_equal(full.canonical, exact.canonical)
-    s1, i1 = knn_exact(x, 13, block_size=50)
+    s1, i1 = exact_search(x, x, 13, block_size=50)
     s2, i2 = knn_partitioned(x, 13, DedupConfig(threshold=tau, exact_below=0, nlist=7, nprobe=7, block_size=61))
     np.testing.assert_allclose(np.sort(s2, 1), np.sort(s1, 1), atol=1e-5)
 

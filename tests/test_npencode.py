@@ -147,9 +147,11 @@ assert "numba" not in sys.modules, "numba was imported (a one-shot CLI process d
 
 
 def test_query_process_does_not_import_torch(tmp_path, tiny_model):
-    from dupfinder.store.local import Question, add_questions
+    from dupfinder.engine import Engine
+    from dupfinder.store.base import Question
 
-    add_questions(tmp_path / "ix", load_model(tiny_model), [Question(None, q) for q in QUESTIONS if q.strip()])
+    with Engine.for_writing(tmp_path / "ix", tiny_model) as engine:
+        engine.add([Question(None, q) for q in QUESTIONS if q.strip()])
     r = subprocess.run([sys.executable, "-c", QUERY_WITHOUT_TORCH, str(tmp_path / "ix")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout)["hits"]

@@ -54,8 +54,8 @@ def similarity(question1, question2, pairs_file, model_dir, threshold, as_json, 
         raise click.UsageError("give two questions (or --file PAIRS)")
     if question1 == "-" and question2 == "-":
         raise click.UsageError("only one of the two questions can come from stdin")
-    question1 = read_stdin_question("QUESTION1") if question1 == "-" else nonempty(question1, "QUESTION1")
-    question2 = read_stdin_question("QUESTION2") if question2 == "-" else nonempty(question2, "QUESTION2")
+    question1 = read_stdin_question("QUESTION1") if question1 == "-" else nonempty(question1, "QUESTION1", "questions must not be empty")
+    question2 = read_stdin_question("QUESTION2") if question2 == "-" else nonempty(question2, "QUESTION2", "questions must not be empty")
     result = model_engine(model_dir, threshold).similarity(question1, question2)
     if as_json:
         emit_json(result)

@@ -91,7 +91,7 @@ def read_stdin_question(param_hint: str) -> str:
     return text
 
 
-def nonempty(question: str, param_hint: str) -> str:
+def nonempty(question: str, param_hint: str, message: str = "the question must not be empty") -> str:
     if not question.strip():
-        raise click.BadParameter("the question must not be empty", param_hint=param_hint)
+        raise click.BadParameter(message, param_hint=param_hint)
     return question

@@ -217,10 +217,21 @@ class BruteForceStore:
         self.ids = np.zeros(0, np.int64)
         self.records: dict[int, Record] = {}
         self.next_id = 0
+        self.exists = False  # created by the first add that stores something, as a folder or a database is
+
+    def set_model(self, record: dict, dim: int) -> None:
+        self.model, self.dim = record, dim
+        self.vectors = np.zeros((0, dim), np.float32)
 
     @property
     def count(self) -> int:
         return len(self.ids)
+
+    def sources(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.records.values():
+            counts[r.source or ""] = counts.get(r.source or "", 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     def known(self, questions: Sequence[Question]) -> tuple[dict[str, str], set[str]]:
         ids = {r.user_id: r.text_hash for r in self.records.values() if r.user_id is not None}
@@ -229,8 +240,11 @@ class BruteForceStore:
         return {q.user_id: ids[q.user_id] for q in questions if q.user_id in ids}, wanted & hashes
 
     def add(self, questions: Sequence[Question], vectors: np.ndarray, upsert: bool = False) -> AddReport:
-        report = AddReport(created=self.count == 0)
+        report = AddReport(created=not self.exists)
         plan = plan_add(questions, *self.known(questions), report, upsert, self.location)
+        if report.created and not plan.fresh:
+            raise InputError("no questions to index: every one was empty")
+        self.exists = True
         doomed = [r.id for r in self.records.values() if r.user_id in set(plan.replace)]
         self._drop(doomed)
         now = utc_now()
@@ -268,7 +282,8 @@ class BruteForceStore:
         return {int(i): self.records[int(i)] for i in ids if int(i) in self.records}
 
     def info(self) -> dict:
-        return {"location": self.location, "count": self.count, "kind": self.kind, "metric": METRIC, "dimension": self.dim}
+        return {"index": self.location, "count": self.count, "kind": self.kind, "metric": METRIC, "dimension": self.dim,
+                "sources": self.sources()}
 
     def close(self) -> None:
         pass
