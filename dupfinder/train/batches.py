@@ -1,6 +1,5 @@
-"""Batches for training: duplicate clusters, cluster-aware splits, implied positives, hard
-negatives, overlap weights and the pair-batch generator that never puts two pairs of one
-duplicate cluster in a batch."""
+"""Batches for training: cluster-aware splits, hard negatives, and the pair-batch generator that
+never puts two pairs of one duplicate cluster in a batch."""
 
 from __future__ import annotations
 
@@ -9,36 +8,6 @@ from collections import Counter
 import numpy as np
 
 from dupfinder.io import Pairs
-
-def cluster_positives(pairs: Pairs, clusters: dict[int, int], seed: int, per_labeled: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Unlabeled duplicate pairs implied by the clusters: (qid1, qid2) arrays.
-
-    If a = b and b = c are labeled, a = c is a duplicate too, but no row says so. Each cluster of
-    three or more questions contributes up to `per_labeled` x its labeled duplicate pairs of these
-    implied pairs, drawn at random (deterministic for `seed`), so a big cluster cannot crowd out
-    the small ones.
-    """
-    dup = pairs.label == 1
-    members: dict[int, set[int]] = {}
-    labeled: dict[int, set[tuple[int, int]]] = {}
-    for a, b in zip(pairs.qid1[dup].tolist(), pairs.qid2[dup].tolist()):
-        c = clusters[a]
-        members.setdefault(c, set()).update((a, b))
-        labeled.setdefault(c, set()).add((min(a, b), max(a, b)))
-    rng = np.random.default_rng([seed, 7])
-    out1: list[int] = []
-    out2: list[int] = []
-    for c in sorted(members):
-        qs = sorted(members[c])
-        n, seen = len(qs), labeled[c]
-        if n < 3 or len(seen) == n * (n - 1) // 2:
-            continue
-        want = min(int(round(per_labeled * len(seen))), n * (n - 1) // 2 - len(seen))
-        i, j = np.triu_indices(n, 1)
-        keep = [k for k in rng.permutation(len(i)).tolist() if (qs[i[k]], qs[j[k]]) not in seen][:want]
-        out1 += [qs[i[k]] for k in keep]
-        out2 += [qs[j[k]] for k in keep]
-    return np.asarray(out1, dtype=np.int64), np.asarray(out2, dtype=np.int64)
 
 
 class HardNegatives:
@@ -63,54 +32,6 @@ class HardNegatives:
         """One random hard negative (a question id) per anchor cluster that has any."""
         out = [qs[rng.integers(len(qs))] for qs in map(self.of_cluster.get, anchor_clusters) if qs is not None]
         return np.asarray(out, dtype=np.int64)
-
-
-class OverlapBias:
-    """How often a pairs file calls a pair a duplicate, given only how many words its questions share.
-
-    Quora's labels lean on word overlap: of the training pairs whose questions share under 10% of
-    their words (Jaccard), 1.4% are duplicates; of those sharing half, 56%. An encoder can learn
-    that shortcut and call "Where are you from?" / "Where are you going?" (overlap 0.6) a duplicate
-    and "How old are you?" / "What is your age?" (overlap 0) not. Example reweighting against a
-    known bias counters it: a labeled pair weighs 1 - P(its label | its overlap), so the pairs the
-    shortcut gets wrong (duplicates in other words, non-duplicates in the same words) count most.
-
-    P(duplicate | overlap) is counted in `bins` equal bins of Jaccard overlap over word tokens
-    (punctuation and unknown words left out), with add-one smoothing. Weights are scaled to average
-    1 over each label's pairs, so the loss keeps its scale; `strength` s blends them with 1.
-    """
-
-    def __init__(self, pairs: Pairs, tokens: dict[int, np.ndarray], is_word: np.ndarray, bins: int = 10):
-        self.tokens, self.is_word, self.bins = tokens, is_word, bins
-        at = self.bin_of(pairs.qid1, pairs.qid2)
-        dup = pairs.label == 1
-        counts = np.bincount(at, minlength=bins)
-        self.p_duplicate = (np.bincount(at[dup], minlength=bins) + 1) / (counts + 2)  # (bins,)
-        self.mean_dup = float((1 - self.p_duplicate[at[dup]]).mean()) if dup.any() else 1.0
-        self.mean_neg = float(self.p_duplicate[at[~dup]].mean()) if (~dup).any() else 1.0
-
-    def overlap(self, qid1: np.ndarray, qid2: np.ndarray) -> np.ndarray:
-        """Jaccard overlap of the two questions' word sets, per pair; 0 where neither has a word."""
-        out = np.zeros(len(qid1))
-        for i, (a, b) in enumerate(zip(qid1.tolist(), qid2.tolist())):
-            ta, tb = self.tokens[a], self.tokens[b]
-            wa, wb = set(ta[self.is_word[ta]].tolist()), set(tb[self.is_word[tb]].tolist())
-            union = len(wa | wb)
-            out[i] = len(wa & wb) / union if union else 0.0
-        return out
-
-    def bin_of(self, qid1: np.ndarray, qid2: np.ndarray) -> np.ndarray:
-        return np.minimum((self.overlap(qid1, qid2) * self.bins).astype(np.int64), self.bins - 1)
-
-    def weights(self, qid1: np.ndarray, qid2: np.ndarray, duplicate: bool, strength: float = 1.0) -> np.ndarray:
-        """Per-pair weights (n,) float32 for pairs all labeled `duplicate` (True) or not (False)."""
-        p = self.p_duplicate[self.bin_of(qid1, qid2)]
-        w = (1 - p) / self.mean_dup if duplicate else p / self.mean_neg
-        return ((1 - strength) + strength * w).astype(np.float32)
-
-    def table(self) -> str:
-        cells = ", ".join(f"{i / self.bins:.1f}+: {p:.3f}" for i, p in enumerate(self.p_duplicate))
-        return f"duplicate rate by word overlap: {cells}"
 
 
 def split_by_cluster(

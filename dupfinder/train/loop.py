@@ -19,64 +19,19 @@ import torch
 
 from dupfinder.model.files import ModelFiles, load_network, read_model_dir, save_model, write_atomic
 from dupfinder.io import PairColumns, Pairs, duplicate_clusters, load_pairs
-from dupfinder.train.batches import HardNegatives, OverlapBias, PairBatcher, cluster_positives, split_by_cluster
+from dupfinder.train.batches import HardNegatives, PairBatcher, split_by_cluster
+from dupfinder.train.recipe import TrainConfig
 from dupfinder.train.teacher import Teacher
 from dupfinder.model.encoder import encode_sequences, pad_batch
 from dupfinder.errors import InputError, ModelError
 from dupfinder.evaluation.calibrate import calibrate
 from dupfinder.evaluation.metrics import pair_metrics
 from dupfinder.model.extend import load_glove
-from dupfinder.train.losses import distill_loss, in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard, weighted_mean
+from dupfinder.train.losses import in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
 from dupfinder.model.network import ModelConfig, SiameseEncoder
-from dupfinder.text import TextConfig, Vocab, tokenize
+from dupfinder.text import Vocab, tokenize
 
-
-@dataclass
-class TrainConfig:
-    seed: int = 0  # seeds the split, the batch order and the weights
-    epochs: int = 8  # passes over the duplicate pairs (about 4 min each on one core for the default model)
-    batch_size: int = 256  # duplicate pairs per batch; the other 255 are each anchor's negatives
-    neg_pairs: int = 128  # labeled non-duplicate pairs added to each batch (0 = course recipe only)
-    neg_weight: float = 1.0  # weight of the labeled-negative ranking term
-    sub_negs: int = 0  # synthetic negatives per batch: a question with one word swapped for another
-    sub_weight: float = 1.0  # weight of their ranking term
-    cluster_pairs: float = 0.0  # implied duplicates (a = b, b = c, so a = c) added per labeled duplicate of a cluster
-    margin: float = 0.25  # alpha of the triplet loss
-    nce_weight: float = 0.25  # weight of an added in-batch softmax (InfoNCE) term over S and S^T (0 = off)
-    nce_scale: float = 20.0  # its inverse temperature
-    nce_hard: bool = False  # add to it, per anchor, a question labeled not a duplicate of its cluster
-    teacher: str | None = None  # teacher vectors (.npz from `dupfinder teacher`) to distill from
-    kd_weight: float = 0.0  # weight of the distillation term (0 = off)
-    kd_scale: float = 20.0  # inverse temperature of its softmax, for teacher and student alike
-    kd_negatives_only: bool = False  # leave each row's labeled duplicate out: the teacher only orders negatives
-    kd_swaps: int = 0  # anchors per batch whose cosine to their near miss (from the teacher file) learns the teacher's
-    kd_swap_weight: float = 1.0  # weight of that term
-    kd_swap_below: float = 0.0  # near misses the teacher scores below this count as labeled non-duplicates (0 = off)
-    kd_swap_stretch: float = 1.0  # the student's target distance 1 - cos is the teacher's times this
-    debias_overlap: float = 0.0  # weigh labeled pairs by 1 - P(label | word overlap): 0 = off, 1 = fully
-    init: str | None = None  # a model directory to start from (its network, vocabulary and text settings)
-    init_trained_words: int | None = None  # of its vocabulary, the words training learned (the rest came from extend-vocab)
-    symmetric: bool = True  # also use S^T (q2 as anchors), free since both sides are encoded
-    lr: float = 2e-3  # Adam peak learning rate
-    warmup_steps: int = 200  # linear warm-up, then cosine decay to lr_floor * lr
-    lr_floor: float = 0.05
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max gradient norm
-    val_fraction: float = 0.03  # pairs held out by cluster for validation and tau
-    min_freq: int = 2  # words seen fewer times in training are <unk>
-    max_vocab: int = 60000  # keeps the shipped model small (60k x 50 fp16 = 6 MB)
-    glove: bool = True  # initialize embeddings from GloVe 6B 50d when the package is installed
-    threads: int = 2  # torch intra-op threads
-    checkpoint_every: int = 100  # steps between mid-epoch checkpoints
-    model: ModelConfig = field(default_factory=ModelConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        model = ModelConfig(**d.pop("model", {}))
-        text = TextConfig(**d.pop("text", {}))
-        return cls(**d, model=model, text=text)
+__all__ = ["TrainConfig", "TrainingInterrupted", "prepare", "evaluate", "batch_loss", "train"]
 
 
 class TrainingInterrupted(Exception):
@@ -201,73 +156,31 @@ class TrainState:
     history: list = field(default_factory=list)  # per-epoch metrics
     seconds: float = 0.0  # training wall time so far, across resumes
     epoch_loss: float = 0.0  # sum of batch losses so far in the current epoch
-
-
-class WordSwapper:
-    """Makes a near-miss negative from a question by replacing one of its words with another word.
-
-    "Where are you from?" -> "Where are you going?": one changed word usually changes what is
-    asked, and Quora pairs rarely show this for short, generic questions. Replacement words are
-    drawn about as often as they occur (probability ~ 1/rank; the vocabulary is ordered by
-    frequency), so most swaps put in a common word, as in the example. Articles are never swapped
-    in or out: "a" for "the" rarely changes a question.
-    """
-
-    KEEP = frozenset({"a", "an", "the"})
-
-    def __init__(self, vocab: Vocab):
-        words = np.array([i for i, t in enumerate(vocab.itos) if i > 1 and t.isalpha() and t not in self.KEEP], dtype=np.int32)
-        self.is_word = np.zeros(len(vocab), dtype=bool)
-        self.is_word[words] = True
-        p = 1.0 / (words - 1.0)
-        self.words, self.cdf = words, np.cumsum(p / p.sum())
-
-    def __call__(self, seqs: list[np.ndarray], rng: np.random.Generator) -> tuple[list[int], list[np.ndarray]]:
-        """(indices of the questions used, their altered copies); questions with no word are skipped."""
-        used, out = [], []
-        if len(self.words) < 2:  # nothing to swap a word for
-            return used, out
-        draws = np.minimum(np.searchsorted(self.cdf, rng.random(len(seqs))), len(self.words) - 1)
-        for i, s in enumerate(seqs):
-            positions = np.flatnonzero(self.is_word[s])
-            if not len(positions):
-                continue
-            pos = positions[rng.integers(len(positions))]
-            word = self.words[draws[i]]
-            new = s.copy()
-            new[pos] = word if word != s[pos] else self.words[(draws[i] + 1) % len(self.words)]
-            used.append(i)
-            out.append(new)
-        return used, out
+    files: dict = field(default_factory=dict)  # the teacher and starting model as the manifest records them (no paths)
 
 
 def batch_loss(
     network: SiameseEncoder, prepared: Prepared, config: TrainConfig, dups: Pairs, negs: Pairs,
-    swapped: tuple[list[int], list[np.ndarray]] = ([], []), hard: np.ndarray | None = None,
-    teacher: Teacher | None = None, rng: np.random.Generator | None = None, bias: OverlapBias | None = None,
+    hard: np.ndarray | None = None, teacher: Teacher | None = None, rng: np.random.Generator | None = None,
 ) -> torch.Tensor:
-    """The loss of one batch. `swapped` = (rows of `dups` whose q1 was altered, the altered token ids);
-    `hard` = question ids of hard negatives, extra columns of the InfoNCE term; `teacher` = vectors
-    whose in-batch similarities the student learns to rank alike, and near misses it grades (`rng`
-    picks among a question's near misses); `bias` weighs the labeled pairs against the word-overlap
-    shortcut (`config.debias_overlap`)."""
+    """The loss of one batch of duplicate pairs `dups`: the triplet loss over S = V1 V2^T (and S^T);
+    the labeled non-duplicates `negs` ranked below every duplicate; the InfoNCE term, with `hard`
+    (question ids of hard negatives) as extra columns; and with a `teacher`, for up to kd_swaps
+    anchors, the teacher's cosine to one of their neighbours (`rng` picks which) as the target of
+    the student's."""
     hard = np.zeros(0, np.int64) if hard is None else hard
-    qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2, hard]
     near_rows, near = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if teacher is not None and config.kd_swaps:
-        near_rows, near = teacher.swaps_for(dups.qid1, config.kd_swaps, rng)
-    ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()] + swapped[1] + [teacher.swap_tokens[j] for j in near.tolist()])
-    v = network(ids, lengths)  # (2b + 2k + h + m + r, D)
-    b, k, h, m, r = len(dups), len(negs), len(hard), len(swapped[1]), len(near)
+    if teacher is not None and config.kd_swaps and config.kd_swap_weight:
+        near_rows, near = teacher.neighbours_for(dups.qid1, config.kd_swaps, rng)
+    qids = np.r_[dups.qid1, dups.qid2, negs.qid1, negs.qid2, hard, near]
+    ids, lengths = pad_batch([prepared.tokens[q] for q in qids.tolist()])
+    v = network(ids, lengths)  # (2b + 2k + h + r, D)
+    b, k, h, r = len(dups), len(negs), len(hard), len(near)
     v1, v2 = v[:b], v[b : 2 * b]  # (b, D) each
     sim = v1 @ v2.T  # (b, b): cosines, since rows are unit vectors
-    w_dup = w_neg = None  # per-pair weights (b,), (k,) against the overlap shortcut
-    if bias is not None and config.debias_overlap:
-        w_dup = torch.from_numpy(bias.weights(dups.qid1, dups.qid2, True, config.debias_overlap))
-        w_neg = torch.from_numpy(bias.weights(negs.qid1, negs.qid2, False, config.debias_overlap)) if k else None
-    loss = weighted_mean(triplet_loss_hard(sim, config.margin, reduction="none"), w_dup)
+    loss = triplet_loss_hard(sim, config.margin, reduction="mean")
     if config.symmetric:
-        loss = (loss + weighted_mean(triplet_loss_hard(sim.T, config.margin, reduction="none"), w_dup)) / 2
+        loss = (loss + triplet_loss_hard(sim.T, config.margin, reduction="mean")) / 2
     if config.nce_weight:
         rows, cols = sim, sim.T
         if h:
@@ -276,32 +189,18 @@ def batch_loss(
             same = torch.from_numpy(np.equal.outer([c[q] for q in dups.qid1.tolist()], [c[q] for q in hard.tolist()]))
             rows = torch.cat([rows, (v1 @ vh.T).masked_fill(same, float("-inf"))], 1)  # (b, b + h)
             cols = torch.cat([cols, (v2 @ vh.T).masked_fill(same, float("-inf"))], 1)
-        nce = weighted_mean(in_batch_softmax_loss(rows, config.nce_scale, "none") + in_batch_softmax_loss(cols, config.nce_scale, "none"), w_dup) / 2
+        nce = (in_batch_softmax_loss(rows, config.nce_scale, "none") + in_batch_softmax_loss(cols, config.nce_scale, "none")).mean() / 2
         loss = loss + config.nce_weight * nce
-    if teacher is not None and config.kd_weight:
-        t = teacher(dups.qid1) @ teacher(dups.qid2).T  # (b, b) teacher cosines
-        only = config.kd_negatives_only
-        kd = (distill_loss(sim, t, config.kd_scale, only) + distill_loss(sim.T, t.T, config.kd_scale, only)) / 2
-        loss = loss + config.kd_weight * kd
     if k:
         n1, n2 = v[2 * b : 2 * b + k], v[2 * b + k : 2 * b + 2 * k]  # (k, D) each
-        ranked = labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin, "none", w_neg)  # (b,)
-        loss = loss + config.neg_weight * weighted_mean(ranked, w_dup)
-    if swapped[0]:
-        original, altered = v1[swapped[0]], v[2 * b + 2 * k + h : 2 * b + 2 * k + h + m]  # (m, D) each
-        loss = loss + config.sub_weight * labeled_negative_loss(sim.diagonal(), (original * altered).sum(1), config.margin)
+        loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), (n1 * n2).sum(1), config.margin)
     if r:
-        # each anchor and its near miss should be as similar as the teacher says they are
+        # each anchor and its neighbour should be as similar as the teacher says they are, on the
+        # student's scale: distances 1 - cos stretched, so the two thresholds can line up
         student = (v1[near_rows] * v[-r:]).sum(1)  # (r,)
-        graded = (teacher(dups.qid1[near_rows]) * teacher.swap_vectors(near)).sum(1)
-        if config.kd_swap_weight:
-            # on the student's scale: distances 1 - cos stretched, so the two thresholds can line up
-            target = 1 - config.kd_swap_stretch * (1 - graded)
-            loss = loss + config.kd_swap_weight * torch.nn.functional.mse_loss(student, target)
-        below = graded < config.kd_swap_below if config.kd_swap_below else None
-        if below is not None and below.any():
-            # those the teacher calls different join the labeled non-duplicates: below every duplicate of the batch
-            loss = loss + config.neg_weight * labeled_negative_loss(sim.diagonal(), student[below], config.margin)
+        graded = (teacher(dups.qid1[near_rows]) * teacher(near)).sum(1)  # (r,)
+        target = 1 - config.kd_swap_stretch * (1 - graded)
+        loss = loss + config.kd_swap_weight * torch.nn.functional.mse_loss(student, target)
     return loss
 
 
@@ -358,15 +257,18 @@ def train(
     config = config or TrainConfig()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    state = ck["state"] if ck is not None else TrainState()
     start, start_network = None, None
     if ck is None and config.init:
         start = read_model_dir(config.init)  # before minutes of reading, so a broken one fails first
         start_network = load_network(start)
         config.model, config.text = ModelConfig(**start.model_config), start.text_config
         config.init_trained_words = start.manifest.get("vocabulary_extension", {}).get("trained_words")
-    teacher = Teacher(config.teacher) if config.teacher and (config.kd_weight or config.kd_swaps) else None  # before minutes of reading
-    if teacher is not None and config.kd_swaps and not len(teacher.swap_qids):
-        raise InputError(f"teacher file {config.teacher} has no near misses; make it with `dupfinder teacher --swaps N` or `--neighbours K`")
+        state.files["init"] = {"name": Path(config.init).resolve().name, "fingerprint": start.fingerprint}
+    teacher = None
+    if config.teacher and config.kd_swaps:  # before minutes of reading
+        teacher = load_teacher(config.teacher, state.files.get("teacher"), log)
+        state.files["teacher"] = {"name": Path(config.teacher).name, "sha256": teacher.sha256}
 
     prepared = prepare(train_file, config, vocab=ck["vocab"] if ck else start.vocab if start else None, log=log, columns=columns)
     out.mkdir(parents=True, exist_ok=True)
@@ -391,20 +293,9 @@ def train(
     c = prepared.cluster_of
     neg_pairs = neg_pairs[[c[a] != c[b] for a, b in zip(train.qid1[neg_pairs].tolist(), train.qid2[neg_pairs].tolist())]]
     positives = train.subset(dup_pairs)
-    if config.cluster_pairs > 0:
-        extra1, extra2 = cluster_positives(train, c, config.seed, config.cluster_pairs)
-        log(f"{len(extra1):,} implied duplicate pairs added to {len(positives):,} labeled ones")
-        positives = Pairs(np.r_[positives.qid1, extra1], np.r_[positives.qid2, extra2],
-                          np.ones(len(positives) + len(extra1), dtype=np.int8), train.questions, train.report)
     batcher = PairBatcher(np.fromiter((c[q] for q in positives.qid1.tolist()), dtype=np.int64), config.batch_size, config.seed)
     steps_per_epoch = len(batcher.epoch(0))
-    swapper = WordSwapper(prepared.vocab) if config.sub_negs else None
     hard_negatives = HardNegatives(train, c) if config.nce_hard and config.nce_weight else None
-    bias = None
-    if config.debias_overlap:
-        is_word = np.array([i > 1 and any(ch.isalnum() for ch in t) for i, t in enumerate(prepared.vocab.itos)])
-        bias = OverlapBias(train, prepared.tokens, is_word)
-        log(f"{bias.table()}; labeled pairs weighted at strength {config.debias_overlap}")
     if teacher is not None:
         missing = teacher.missing(np.r_[positives.qid1, positives.qid2])
         if len(missing):
@@ -412,26 +303,20 @@ def train(
                 f"teacher file {config.teacher} lacks vectors for {len(missing):,} training questions "
                 f"(qid {missing[0]}, ...); make it from the same training file"
             )
+        if len(strangers := np.setdiff1d(teacher.sources, list(prepared.tokens))):
+            raise InputError(f"the teacher's neighbour qid {strangers[0]} is not a question of the training file; make the teacher from it")
         val_qids = np.unique(np.r_[prepared.val.qid1, prepared.val.qid2])
-        if dropped := teacher.drop_swaps_from(val_qids):
+        if dropped := teacher.drop_neighbours_in(val_qids):
             log(f"left out {dropped:,} teacher neighbours that are validation questions")
-        teacher.tokenize_swaps(prepared.vocab, config.text, prepared.tokens)
-        terms = [f"in-batch ranking at weight {config.kd_weight}"] if config.kd_weight else []
-        if config.kd_swaps:
-            stretch = f", distances stretched x{config.kd_swap_stretch}" if config.kd_swap_stretch != 1.0 else ""
-            kinds = f"{int((teacher.swap_sources < 0).sum()):,} near misses and {int((teacher.swap_sources >= 0).sum()):,} neighbours"
-            terms.append(f"up to {config.kd_swaps} of its {kinds} per batch at weight {config.kd_swap_weight}{stretch}")
-        if config.kd_swaps and config.kd_swap_below:
-            terms.append(f"those it scores below {config.kd_swap_below} as labeled non-duplicates")
-        log(f"distilling from {config.teacher} ({teacher.vectors.shape[1]}-d vectors): {'; '.join(terms)}")
+        stretch = f", distances stretched x{config.kd_swap_stretch}" if config.kd_swap_stretch != 1.0 else ""
+        log(f"distilling from {config.teacher} (sha256 {teacher.sha256[:12]}..., {teacher.vectors.shape[1]}-d vectors): up to "
+            f"{config.kd_swaps} of its {len(teacher.sources):,} neighbours per batch at weight {config.kd_swap_weight}{stretch}")
     schedule = Schedule(steps_per_epoch * config.epochs, config.warmup_steps, config.lr_floor)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
-    state = TrainState()
     if ck is not None:
         network.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
-        state = ck["state"]
         torch.set_rng_state(ck["torch_rng"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule, last_epoch=state.global_step - 1)
         log(f"resumed at epoch {state.epoch + 1}, batch {state.step_in_epoch} of {steps_per_epoch}")
@@ -451,15 +336,11 @@ def train(
                 k = config.neg_pairs
                 negs = np.take(neg_order, np.arange(i * k, (i + 1) * k), mode="wrap") if k and len(neg_order) else np.zeros(0, np.int64)
                 dups = positives.subset(batches[i])
-                swapped = ([], [])
-                if swapper is not None:
-                    firsts = [prepared.tokens[q] for q in dups.qid1[: config.sub_negs].tolist()]
-                    swapped = swapper(firsts, np.random.default_rng([config.seed, state.epoch, 2, i]))
                 hard = None
                 if hard_negatives is not None:
                     hard = hard_negatives.sample([c[q] for q in dups.qid1.tolist()], np.random.default_rng([config.seed, state.epoch, 3, i]))
-                loss = batch_loss(network, prepared, config, dups, train.subset(negs), swapped, hard, teacher,
-                                  np.random.default_rng([config.seed, state.epoch, 4, i]), bias)
+                loss = batch_loss(network, prepared, config, dups, train.subset(negs), hard, teacher,
+                                  np.random.default_rng([config.seed, state.epoch, 4, i]))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
@@ -512,7 +393,7 @@ def train(
             "validation": summarize(final),
             "training": {
                 "file": str(train_file),
-                "config": asdict(config),
+                "config": recorded_config(config, state.files),
                 "data": prepared.stats,
                 "seconds": round(state.seconds, 1),
                 "history": state.history,
@@ -521,6 +402,29 @@ def train(
         },
     )
     return manifest
+
+
+def load_teacher(path: str, recorded: dict | None, log: Callable[[str], None]) -> Teacher:
+    """The teacher file, checked for neighbours; a resumed run refuses a file that changed since it began."""
+    teacher = Teacher(path)
+    if recorded is not None and recorded.get("sha256") != teacher.sha256:
+        raise InputError(f"teacher file {path} is not the one this run began with (sha256 {teacher.sha256[:12]}..., "
+                         f"not {str(recorded.get('sha256'))[:12]}...); restore it, or train again without --resume")
+    if not len(teacher.sources):
+        raise InputError(f"teacher file {path} has no neighbours; make it with `dupfinder teacher TRAIN_FILE --out FILE --neighbours 3`")
+    if teacher.near_misses:
+        log(f"left out the teacher file's {teacher.near_misses:,} near misses: training no longer learns from them")
+    return teacher
+
+
+def recorded_config(config: TrainConfig, files: dict) -> dict:
+    """The configuration as the manifest records it: the teacher file by name and sha256 and the
+    starting model by name and fingerprint, never a path of the machine that trained."""
+    record = asdict(config)
+    for key in ("teacher", "init"):
+        if record[key] is not None:
+            record[key] = files.get(key, {"name": Path(record[key]).name})
+    return record
 
 
 def split_warning(start: ModelFiles, config: TrainConfig, train_file: str | Path) -> str:
@@ -532,7 +436,7 @@ def split_warning(start: ModelFiles, config: TrainConfig, train_file: str | Path
         return ""
     if (old.get("seed"), old.get("val_fraction")) == (config.seed, config.val_fraction):
         return "; same validation split"
-    return (f"; warning: it was trained on {Path(train_file).name} with --seed {old.get('seed')} and --val-fraction "
+    return (f"; warning: it was trained on {Path(train_file).name} with seed {old.get('seed')} and val_fraction "
             f"{old.get('val_fraction')}, so this run's validation split holds questions it trained on and tau may be too low")
 
 

@@ -29,18 +29,15 @@ def triplet_loss_hard(sim: torch.Tensor, margin: float = 0.25, reduction: str = 
     return reduce(loss_mean + loss_closest, reduction)
 
 
-def labeled_negative_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float = 0.25, reduction: str = "mean",
-                          neg_weights: torch.Tensor | None = None) -> torch.Tensor:
+def labeled_negative_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float = 0.25, reduction: str = "mean") -> torch.Tensor:
     """Every labeled non-duplicate pair should score at least `margin` below every duplicate pair.
 
     pos (P,) cosines of duplicate pairs, neg (N,) cosines of labeled non-duplicate pairs. These are
     the hard negatives the in-batch loss never sees (questions that look alike but differ), and the
-    term ranks pairs across rows, which is what a single threshold tau needs. `neg_weights` (N,)
-    weighs each non-duplicate's gaps; the value per duplicate (row) is the weighted mean over N.
+    term ranks pairs across rows, which is what a single threshold tau needs. The value per
+    duplicate (row) is the mean over N.
     """
     gaps = torch.relu(neg[None, :] - pos[:, None] + margin)  # (P, N)
-    if neg_weights is not None:
-        gaps = gaps * neg_weights[None, :]
     return reduce(gaps.mean(1), reduction)
 
 
@@ -58,35 +55,6 @@ def in_batch_softmax_loss(sim: torch.Tensor, scale: float = 20.0, reduction: str
         raise ValueError(f"need a b x n similarity matrix with n >= b >= 2, got {tuple(sim.shape)}")
     target = torch.arange(b, device=sim.device)
     return reduce(torch.nn.functional.cross_entropy(scale * sim, target, reduction="none"), reduction)
-
-
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor, scale: float = 20.0, negatives_only: bool = False,
-                 reduction: str = "mean") -> torch.Tensor:
-    """KL divergence from a teacher's ranking of each row's candidates to the student's.
-
-    student and teacher are (b, n) cosine matrices over the same anchors and candidates; each row
-    becomes a distribution softmax(scale * S[i, :]), and row i's loss is KL(teacher_i || student_i).
-    Where InfoNCE only says which candidate is the duplicate, this also passes on how the teacher
-    orders the non-duplicates, which is what a small encoder can learn from a large one. With
-    `negatives_only` (square matrices), the diagonal (each row's labeled duplicate) is left out of
-    both distributions: the teacher then only orders the negatives and never argues with a label.
-    """
-    if student.ndim != 2 or student.shape != teacher.shape:
-        raise ValueError(f"need two matrices of one shape, got {tuple(student.shape)} and {tuple(teacher.shape)}")
-    if negatives_only:
-        b = student.shape[0]
-        if student.shape[1] != b or b < 3:
-            raise ValueError(f"negatives_only needs square matrices of at least 3 x 3, got {tuple(student.shape)}")
-        off = ~torch.eye(b, dtype=torch.bool, device=student.device)
-        student, teacher = student[off].view(b, b - 1), teacher[off].view(b, b - 1)
-    log_s = torch.log_softmax(scale * student, dim=1)
-    log_t = torch.log_softmax(scale * teacher, dim=1)
-    return reduce((log_t.exp() * (log_t - log_s)).sum(1), reduction)
-
-
-def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """mean(values * weights), or the plain mean with no weights; weights average about 1."""
-    return values.mean() if weights is None else (values * weights).mean()
 
 
 def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
