@@ -15,8 +15,7 @@ class ModelConfig:
     n_layers: int = 1  # stacked LSTM layers
     bidirectional: bool = False  # the course encoder is unidirectional
     pooling: str = "mean"  # "mean", "max", "meanmax" over the unpadded time steps; "last": each direction's
-    # final state (forward at the last token, backward at the first), "maxlast": max and last side by side;
-    # "attention": a weighted mean whose weights are a learned softmax over the steps (torch only)
+    # final state (forward at the last token, backward at the first), "maxlast": max and last side by side
     d_out: int = 0  # linear projection after pooling; 0 = none (vector is the pooled LSTM state)
     dropout: float = 0.0  # on embeddings and pooled vectors, training only
 

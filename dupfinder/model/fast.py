@@ -12,7 +12,7 @@ import numpy as np
 
 from dupfinder.text import UNK_ID
 
-POOLINGS = ("mean", "max", "meanmax", "last", "maxlast")  # the ones this module runs; torch has one more
+POOLINGS = ("mean", "max", "meanmax", "last", "maxlast")  # every pooling dupfinder runs, here and in torch
 DOUBLE_WIDTH = ("meanmax", "maxlast")  # two pooled vectors side by side
 # the config keys this forward pass implements; a model with any other key goes through torch
 KNOWN_KEYS = {"vocab_size", "d_embed", "d_model", "n_layers", "bidirectional", "pooling", "d_out", "dropout"}

@@ -159,6 +159,11 @@ def read_model_dir(directory: str | Path | None = None) -> ModelFiles:
         vocab = Vocab(read_json(path / "vocab.json"))
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{path} has an unreadable config or vocabulary ({e}); retrain or restore the model") from None
+    from dupfinder.model.fast import POOLINGS
+
+    if model_config.get("pooling", "mean") not in POOLINGS:
+        raise ModelError(f"{path} pools with {model_config.get('pooling')!r}, which this dupfinder does not run "
+                         f"(it runs {', '.join(POOLINGS)}); use the dupfinder release that trained it, or retrain")
     return ModelFiles(path, model_config, vocab, text_config, manifest)
 
 
