@@ -47,7 +47,7 @@ def open_local(directory, encoder, kind: str | None = None):
     return store
 
 
-def add_questions(directory, encoder, questions, kind: str | None = None, hnsw=None, scan=None):
+def add_questions(directory, encoder, questions, kind: str | None = None, upsert: bool = False):
     """Encode `questions` and add them to the local store at `directory` (created when absent)."""
     with open_local(directory, encoder, kind) as store:
-        return store.add(questions, encoder.encode([q.text for q in questions]), hnsw=hnsw, scan=scan)
+        return store.add(questions, encoder.encode([q.text for q in questions]), upsert=upsert)

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dupfinder import index as index_module
+from dupfinder import engine as engine_module
 from dupfinder.cli import cli
+from dupfinder.errors import InputError
 from dupfinder.io import load_questions
-from dupfinder.store.local import MANIFEST, QuestionIndex
+from dupfinder.store.local import MANIFEST, LocalStore
 
 
 def run(*args, input=None):
@@ -31,9 +32,10 @@ def built(tmp_path, tiny_model, pairs_file):
 
 def test_index_pairs_file_then_append_skips_known(built, pairs_file, tmp_path):
     n = len(load_questions(pairs_file))
-    with QuestionIndex.open(built) as idx:
-        assert idx.count == n
-        assert idx.rows([0])[0]["user_id"] == "1" and idx.rows([0])[0]["text"] == "How old are you?"
+    with LocalStore(built) as store:
+        assert store.count == n
+    r = run("query", "How old are you?", "--index", built, "-k", "1", "--json")
+    assert json.loads(r.stdout)["hits"][0] == {"id": "1", "text": "How old are you?", "score": pytest.approx(1.0, abs=1e-4), "duplicate": True}
     extra = tmp_path / "extra.csv"
     extra.write_text("qid,text\n1,How old are you?\n900,How old are you?!\n901,  \n902,what is your AGE?\n")
     r = run("index", extra, pairs_file, "--index", built)
@@ -55,9 +57,13 @@ def test_index_text_lines_gz_and_stdin(tmp_path, tiny_model):
     tsv.write_text("key\tbody_text\nk1\tWhat is love?\n")
     r = run("index", tsv, "--index", ix, "--text-column", "body_text", "--id-column", "key")
     assert r.exit_code == 0, r.output
-    with QuestionIndex.open(ix) as idx:
-        rows = idx.rows(range(4))
-    assert [(r["user_id"], r["source"]) for r in rows.values()] == [(None, str(gz)), (None, str(gz)), (None, "<stdin>"), ("k1", str(tsv))]
+    with LocalStore(ix) as store:
+        assert store.sources() == {str(gz): 2, "<stdin>": 1, str(tsv): 1}
+    r = run("query", "What is love?", "--index", ix, "-k", "4", "--json")
+    shown = {h["text"]: h["id"] for h in json.loads(r.stdout)["hits"]}
+    assert shown["What is love?"] == "k1"  # the file's id
+    # no id in the file: the store's own, in the order they were added
+    assert shown["How old are you?"] < shown["Where is Paris?"] < shown["Who wrote Hamlet?"]
 
 
 def test_undecodable_bytes_are_repaired_and_counted(tmp_path, tiny_model):
@@ -71,11 +77,11 @@ def test_undecodable_bytes_are_repaired_and_counted(tmp_path, tiny_model):
 def test_query_text_json_and_threshold(built):
     r = run("query", "How old are you?", "--index", built, "-k", "3")
     assert r.exit_code == 0, r.output
-    lines = r.output.splitlines()
+    lines = r.stdout.splitlines()
     assert len(lines) == 4 and "[1] How old are you?" in lines[0] and "DUPLICATE" in lines[0]
     assert lines[0].split()[0] == "1.0000"
     r = run("query", "How old are you?", "--index", built, "-k", "2", "--json")
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert out["query"] == "How old are you?" and len(out["hits"]) == 2
     assert out["hits"][0] == {"id": "1", "text": "How old are you?", "score": pytest.approx(1.0, abs=1e-4), "duplicate": True}
     r = run("query", "zebra quantum xylophone", "--index", built, "--threshold", "1.0")
@@ -90,7 +96,7 @@ def test_query_file_writes_json_lines(built, tmp_path):
     f.write_text("id,question\nq1,How old are you?\nq2,\nq3,Where are you from?\n")
     r = run("query", "--file", f, "--index", built, "-k", "2")
     assert r.exit_code == 0, r.output
-    lines = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert [(x["id"], x["text"]) for x in lines] == [("q1", "How old are you?"), ("q3", "Where are you from?")]
     assert all(len(x["hits"]) == 2 and set(x["hits"][0]) == {"id", "text", "score", "duplicate"} for x in lines)
     assert lines[1]["hits"][0]["text"] == "Where are you from?" and lines[1]["hits"][0]["score"] >= lines[1]["hits"][1]["score"]
@@ -99,14 +105,14 @@ def test_query_file_writes_json_lines(built, tmp_path):
 
 def test_remove_and_info(built):
     r = run("info", "--index", built, "--json")
-    info = json.loads(r.output)
+    info = json.loads(r.stdout)
     n = info["count"]
     assert info["kind"] == "flat" and info["dimension"] == 16 and info["size_bytes"] > 0 and info["metric"] == "inner_product"
     r = run("remove", "1", "2", "--index", built)
     assert r.exit_code == 0, r.output
     assert f"removed 2 from {built}; {n - 2} questions left" in r.output
     r = run("query", "How old are you?", "--index", built, "--json", "-k", "50")
-    assert not {"1", "2"} & {h["id"] for h in json.loads(r.output)["hits"]}
+    assert not {"1", "2"} & {h["id"] for h in json.loads(r.stdout)["hits"]}
     r = run("info", "--index", built)
     assert r.exit_code == 0 and f"questions  {n - 2}" in r.output and "kind       flat (inner_product)" in r.output
 
@@ -118,29 +124,29 @@ def test_hnsw_kind_is_recorded_and_kept(tmp_path, tiny_model, pairs_file):
     assert r.exit_code == 1
     assert r.output == f"Error: {ix} is a hnsw index; leave out --kind to append, or use another --index\n"
     r = run("query", "How old are you?", "--index", ix, "--json")
-    assert json.loads(r.output)["hits"][0]["id"] == "1"
+    assert json.loads(r.stdout)["hits"][0]["id"] == "1"
     # efSearch: recorded at build, overridable per query process, never rewritten on disk
-    with QuestionIndex.open(ix) as index:
-        assert index.ef_search == index.manifest["hnsw"]["ef_search"] == 96
-        index.ef_search = 7
-        assert index.ef_search == 7
-    with QuestionIndex.open(ix) as index:
-        assert index.ef_search == 96
+    with LocalStore(ix) as store:
+        assert store.ef_search == store.manifest["hnsw"]["ef_search"] == 96
+        store.ef_search = 7
+        assert store.ef_search == 7
+    with LocalStore(ix) as store:
+        assert store.ef_search == 96
     r = run("query", "How old are you?", "--index", ix, "--json", "--ef-search", "400")
-    assert r.exit_code == 0 and json.loads(r.output)["hits"][0]["id"] == "1"
+    assert r.exit_code == 0 and json.loads(r.stdout)["hits"][0]["id"] == "1"
 
 
 def test_ef_search_is_refused_for_a_flat_index(built):
     r = run("query", "How old are you?", "--index", built, "--ef-search", "64")
     assert r.exit_code == 2 and r.output.splitlines()[-1] == f"Error: --ef-search applies to HNSW indexes; {built} is flat"
-    with QuestionIndex.open(built) as index, pytest.raises(ValueError, match="HNSW"):
-        index.ef_search = 64
+    with LocalStore(built) as store, pytest.raises(InputError, match="HNSW"):
+        store.ef_search = 64
 
 
 def test_first_query_builds_the_demo_index(tmp_path, tiny_model, monkeypatch):
     demo = tmp_path / "demo.csv.gz"
     demo.write_bytes(gzip.compress(b"id,question\n7,How old are you?\n8,What is your age?\n9,Where is Paris?\n"))
-    monkeypatch.setattr(index_module, "DEMO_CORPUS", demo)
+    monkeypatch.setattr(engine_module, "DEMO_CORPUS", demo)
     r = run("query", "How old are you?", "--model", tiny_model, "-k", "2")
     assert r.exit_code == 0, r.output
     assert "building it from the demo corpus" in r.output and "[7] How old are you?" in r.output
@@ -154,7 +160,7 @@ def test_an_upgrade_rebuilds_the_demo_index_and_explains_the_others(tmp_path, mo
     shipped model of this install; any other one gets a one-line error saying how to rebuild it."""
     demo = tmp_path / "demo.csv.gz"
     demo.write_bytes(gzip.compress(b"id,question\n7,How old are you?\n8,What is your age?\n9,Where is Paris?\n"))
-    monkeypatch.setattr(index_module, "DEMO_CORPUS", demo)
+    monkeypatch.setattr(engine_module, "DEMO_CORPUS", demo)
     assert run("query", "How old are you?", "-k", "2").exit_code == 0  # built with the shipped model
     ix = tmp_path / "home" / "indexes" / "default"
     manifest = json.loads((ix / MANIFEST).read_text())
@@ -165,8 +171,8 @@ def test_an_upgrade_rebuilds_the_demo_index_and_explains_the_others(tmp_path, mo
     assert r.exit_code == 0, r.output
     assert "holds the demo corpus indexed by an earlier shipped model: rebuilding it" in r.output
     assert "[7] How old are you?" in r.output
-    with QuestionIndex.open(ix) as index:
-        assert index.manifest["model"]["fingerprint"] == shipped and index.sources() == {str(demo): 3}
+    with LocalStore(ix) as store:
+        assert store.model["fingerprint"] == shipped and store.sources() == {str(demo): 3}
     assert not list(tmp_path.glob("home/indexes/default.*"))  # nothing left beside it
 
     # the same index with a user's questions added is not derived data: refused, explained, untouched
@@ -184,7 +190,7 @@ def test_an_upgrade_rebuilds_the_demo_index_and_explains_the_others(tmp_path, mo
 
 
 def test_shipped_demo_corpus():
-    path = index_module.DEMO_CORPUS
+    path = engine_module.DEMO_CORPUS
     assert path.stat().st_size < 3_000_000
     qs = load_questions(path)
     assert qs.kind == "table" and len(qs) >= 50_000 and qs.ok.all()
@@ -256,10 +262,14 @@ def test_missing_foreign_and_corrupt_index_errors(built, tmp_path):
     assert r.exit_code == 1 and "was built with model 0123456789abcdef" in r.output
     (built / MANIFEST).write_text(json.dumps(manifest))
 
-    faiss_file = built / f"gen-{manifest['generation']}" / "vectors.faiss"
-    faiss_file.write_bytes(faiss_file.read_bytes()[:100])
-    r = run("query", "How old are you?", "--index", built)
-    assert r.exit_code == 1 and r.output.startswith(f"Error: {faiss_file} is corrupt (") and r.output.endswith("; rebuild the index\n")
+    database = built / "questions.db"
+    for extra in (Path(f"{database}-wal"), Path(f"{database}-shm")):
+        extra.unlink(missing_ok=True)
+    database.write_bytes(database.read_bytes()[:100])
+    for args in (("query", "How old are you?"), ("info",), ("index", "-")):
+        r = run(*args, "--index", built, input="A new question?\n")
+        assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
+        assert r.output.startswith(f"Error: {database} is corrupt or unreadable (") and r.output.endswith("; rebuild the index\n")
 
 
 def test_query_with_a_missing_model_says_how_to_fix(built, tmp_path):
