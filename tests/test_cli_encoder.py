@@ -144,6 +144,14 @@ def test_model_errors(tmp_path, tiny_model):
     r = similarity(m)
     assert r.exit_code == 1 and "config.json is corrupt" in r.output
 
+    m = copy_model(tiny_model, tmp_path / "attention")  # a pooling an earlier release trained and this one dropped
+    config = json.loads((m / "config.json").read_text())
+    config["model"]["pooling"] = "attention"
+    (m / "config.json").write_text(json.dumps(config))
+    r = similarity(m)
+    assert r.exit_code == 1 and r.output == (f"Error: {m} pools with 'attention', which this dupfinder does not run (it runs mean, max, "
+                                             "meanmax, last, maxlast); use the dupfinder release that trained it, or retrain\n")
+
 
 def test_empty_question_is_bad_usage(tiny_model):
     r = run("similarity", "  ", "b?", "--model", tiny_model)
@@ -177,17 +185,17 @@ def test_torch_threads_apply_when_torch_is_first_loaded_by_the_network(tiny_mode
 
 
 def test_distillation_bad_usage(tmp_path, pairs_file):
-    r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1")
-    assert r.exit_code == 2 and "--kd-weight needs --teacher" in r.output
-    r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-swaps", "8")
-    assert r.exit_code == 2 and "--kd-swaps needs --teacher" in r.output
+    """The distillation settings live in recipes now: a teacher nothing uses, a setting without the one it
+    needs, and a missing teacher file are one-line errors (exit 1), before any training."""
+    (tmp_path / "kd.toml").write_text("kd_swaps = 8\n")
+    (tmp_path / "stretch.toml").write_text("kd_swap_stretch = 1.5\n")
     r = run("train", pairs_file, "--out", tmp_path / "o", "--teacher", tmp_path / "none.npz")
-    assert r.exit_code == 2 and "--teacher needs --kd-weight W or --kd-swaps N" in r.output
-    for option, value in (("--kd-swap-below", "0.7"), ("--kd-swap-stretch", "1.5")):
-        r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1", "--teacher", tmp_path / "none.npz", option, value)
-        assert r.exit_code == 2 and f"{option} needs --kd-swaps N" in r.output
-    r = run("train", pairs_file, "--out", tmp_path / "o", "--kd-weight", "1", "--teacher", tmp_path / "none.npz")
-    assert r.exit_code == 1 and "teacher file" in r.output and "does not exist" in r.output
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert "a teacher file is given, but kd_swaps is 0 in the settings and nothing else uses it" in r.output
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--recipe", tmp_path / "stretch.toml")
+    assert r.exit_code == 1 and "set kd_swap_stretch, which acts only with kd_swaps; set kd_swaps too" in r.output
+    r = run("train", pairs_file, "--out", tmp_path / "o", "--recipe", tmp_path / "kd.toml", "--teacher", tmp_path / "none.npz")
+    assert (r.exit_code, r.output) == (1, f"Error: teacher file {tmp_path / 'none.npz'} does not exist\n")
     assert not (tmp_path / "o" / "manifest.json").exists()
     r = run("teacher", pairs_file, "--out", tmp_path / "teacher.txt")
     assert r.exit_code == 2 and "must end in .npz" in r.output
@@ -208,5 +216,6 @@ def test_pair_columns_named_by_options(tmp_path, tiny_model, pairs_file):
     assert got["pairs"] == want["pairs"] and got["accuracy"] == want["accuracy"] and got["roc_auc"] == want["roc_auc"]
     r = run("calibrate", renamed, "--model", tiny_model, "--json", *options)
     assert r.exit_code == 0, r.output
-    r = run("train", renamed, "--out", tmp_path / "m", "--batch-size", "4", "--epochs", "1", "--no-glove", "--d-model", "8", *options)
+    (tmp_path / "small.toml").write_text("glove = false\n\n[model]\nd_model = 8\n")
+    r = run("train", renamed, "--out", tmp_path / "m", "--batch-size", "4", "--epochs", "1", "--recipe", tmp_path / "small.toml", *options)
     assert r.exit_code == 0, r.output
