@@ -195,12 +195,15 @@ def cluster_edges(
     guard: bool = True,
     weight: np.ndarray | None = None,
     first_row: np.ndarray | None = None,
+    judge: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> Clusters:
     """Union-find over the edges at or above tau, strongest first, with the anti-chaining guard.
 
     `weight` is the number of input rows behind each vector (the larger cluster by rows keeps its
     canonical) and `first_row` the input row of each vector (ties go to the earlier canonical);
-    both default to one row each, in vector order.
+    both default to one row each, in vector order. `judge(members, canonical)` scores members
+    against a canonical on the scale of `s` and tau (default: their cosines; a verdict head's
+    probabilities when the edges carry them).
     """
     n = len(x)
     keep = s >= tau
@@ -233,11 +236,11 @@ def cluster_edges(
                 if key in refused_before:
                     refused += 1
                     continue
-                c = x[canon[ri]]  # (d,)
-                if joining is None:
-                    ok = float(x[rj] @ c) >= floor
+                members_j = np.array([rj] if joining is None else joining)
+                if judge is None:
+                    ok = bool((x[members_j] @ x[canon[ri]] >= floor).all())  # (m,)
                 else:
-                    ok = bool((x[joining] @ c >= floor).all())  # (m,)
+                    ok = bool((judge(members_j, canon[ri]) >= floor).all())
                 if not ok:
                     refused += 1
                     refused_before.add(key)
@@ -300,6 +303,7 @@ class Encoded:
     weight: np.ndarray  # (g,) int64 rows that share each distinct question
     x: np.ndarray  # (g, d) float32 unit vectors
     seconds: dict = field(default_factory=dict)
+    texts: list[str] | None = None  # (g,) each distinct question's text, for a verdict head
 
 
 def encode_distinct(encoder, texts: Sequence[str], ok: np.ndarray, progress_factory: ProgressFactory | None = None) -> Encoded:
@@ -315,7 +319,7 @@ def encode_distinct(encoder, texts: Sequence[str], ok: np.ndarray, progress_fact
     if bar:
         bar.close()
     seconds = {"group": t1 - t0, "encode": time.perf_counter() - t1}
-    return Encoded(len(texts), rows, group, first_row, weight, x, seconds)
+    return Encoded(len(texts), rows, group, first_row, weight, x, seconds, [texts[i] for i in first_row.tolist()])
 
 
 def dedup_encoded(
@@ -324,26 +328,64 @@ def dedup_encoded(
     against=None,
     progress_factory: ProgressFactory | None = None,
     edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    verdict=None,
+    encode: Callable | None = None,
 ) -> DedupResult:
     """Search, cluster and map back to rows. `edges` from `neighbour_edges` at a threshold no higher
-    than this one may be passed to reuse one search for several settings (benchmarks)."""
+    than this one may be passed to reuse one search for several settings (benchmarks).
+
+    With a `verdict` that has a pair head, candidate edges are the neighbours at or above the
+    head's cosine floor, the head scores each, and the guard asks the head too; config.threshold
+    is then the head's threshold."""
     timings = dict(enc.seconds)
     t0 = time.perf_counter()
+    head = getattr(verdict, "head", None)
+    floor = head.cosine_floor if head is not None else config.threshold
     if edges is None:
         bar = progress_factory(len(enc.first_row), "searching") if progress_factory else None
-        edges = neighbour_edges(enc.x, config.threshold, config, bar.update if bar else None)
+        edges = neighbour_edges(enc.x, floor, config, bar.update if bar else None)
         if bar:
             bar.close()
         timings["search"] = time.perf_counter() - t0
+    judge = None
+    if head is not None:
+        t0 = time.perf_counter()
+        a, b, s = edges
+        keep = s >= floor
+        a, b = a[keep], b[keep]
+        read: dict[int, object] = {}
+
+        def questions(rows):
+            out = []
+            for r in rows:
+                q = read.get(r)
+                if q is None:
+                    q = read[r] = head.featurizer.question(enc.texts[r])
+                out.append(q)
+            return out
+
+        p = np.empty(len(a), np.float32)
+        for start in range(0, len(a), 65536):  # chunked: the gathered vectors are (chunk, d) copies
+            ca, cb = a[start : start + 65536], b[start : start + 65536]
+            p[start : start + len(ca)] = head.score(enc.x[ca], enc.x[cb], questions(ca.tolist()), questions(cb.tolist()))
+        edges = (a, b, p)
+
+        def judge(members: np.ndarray, canonical: int) -> np.ndarray:
+            return head.score(enc.x[members], enc.x[[canonical] * len(members)], questions(members.tolist()),
+                              questions([canonical] * len(members)))
+
+        timings["verdict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    clusters = cluster_edges(enc.x, *edges, config.threshold, config.guard, enc.weight, enc.first_row)
+    clusters = cluster_edges(enc.x, *edges, config.threshold, config.guard, enc.weight, enc.first_row, judge)
     del edges
     timings["cluster"] = time.perf_counter() - t0
 
     result = _rows_from_groups(enc.n_rows, enc.rows, enc.group, enc.first_row, clusters)
     if against is not None:
         t0 = time.perf_counter()
-        ids, scores = match_index(against, enc.x, config.threshold, config.block_size)
+        ids, scores = match_index(against, enc.x, floor, config.block_size)
+        if head is not None:
+            ids, scores = verify_matches(against, head, enc, ids, scores, config.threshold, encode)
         result.match = np.full(enc.n_rows, -1, dtype=np.int64)
         result.match_score = np.full(enc.n_rows, np.nan, dtype=np.float32)
         result.match[enc.rows] = ids[enc.group]
@@ -367,12 +409,39 @@ def dedup(
     config: DedupConfig,
     against=None,
     progress_factory: ProgressFactory | None = None,
+    verdict=None,
 ) -> DedupResult:
     """Deduplicate `texts` (rows where `ok` is False are left out) with an `Encoder`.
 
-    `against` is an open store to screen the rows against as well.
+    `against` is an open store to screen the rows against as well; `verdict` a `Verdict` with a
+    pair head to decide edges with (config.threshold is then its threshold).
     """
-    return dedup_encoded(encode_distinct(encoder, texts, ok, progress_factory), config, against, progress_factory)
+    return dedup_encoded(encode_distinct(encoder, texts, ok, progress_factory), config, against, progress_factory, verdict=verdict,
+                         encode=encoder.encode)
+
+
+def verify_matches(store, head, enc: Encoded, ids: np.ndarray, scores: np.ndarray, threshold: float,
+                   encode: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the store matches (found at the head's cosine floor) that the head calls duplicates; the
+    score shown stays the cosine."""
+    found = np.flatnonzero(ids >= 0)
+    if not len(found):
+        return ids, scores
+    records = store.get(ids[found].tolist())
+    getter = getattr(store, "get_vectors", None)
+    hit_texts = [records[i].text if i in records else "" for i in ids[found].tolist()]
+    if callable(getter):
+        hits = np.asarray(getter(ids[found].tolist()), np.float32)
+    elif encode is not None:  # a store that keeps no vectors to hand out: the same model encodes them again
+        hits = encode(hit_texts)
+    else:
+        raise ValueError(f"{type(store).__name__} has no get_vectors(ids); pass encode")
+    feat = head.featurizer
+    p = head.score(enc.x[found], hits, feat.questions([enc.texts[g] for g in found.tolist()]), feat.questions(hit_texts))
+    bad = found[p < threshold]
+    ids, scores = ids.copy(), scores.copy()
+    ids[bad], scores[bad] = -1, np.nan
+    return ids, scores
 
 
 def _describe_search(n: int, config: DedupConfig) -> str:

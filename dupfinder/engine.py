@@ -42,15 +42,20 @@ def default_location() -> str:
 @dataclass
 class Hit:
     """One neighbour of a query: the user's id (or the store's id when it has none), its text, the
-    cosine (never above 1.0), and the verdict."""
+    cosine (never above 1.0), and the verdict; `verdict_score` is the pair head's probability when a
+    head decides (None under the cosine rule)."""
 
     id: str | int
     text: str
     score: float
     duplicate: bool
+    verdict_score: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["verdict_score"] is None:  # the cosine rule decided: the shape it always had
+            del d["verdict_score"]
+        return d
 
 
 def model_record(encoder: "Encoder") -> dict:
@@ -138,18 +143,19 @@ class Engine:
     {'score': 0.616, 'threshold': 0.594, 'duplicate': True}
     """
 
-    def __init__(self, encoder: "Encoder", store=None, threshold: float | None = None):
+    def __init__(self, encoder: "Encoder", store=None, threshold: float | None = None, verdict: str = "auto"):
         self.encoder = encoder
         self.store = store
-        # the single place that decides which threshold is in force: the model's calibrated one,
-        # unless the caller gives another
-        self.verdict = Verdict.of(encoder.threshold, threshold)
+        # the single place that decides which rule is in force: the model's pair head where it has
+        # one ("auto"), else (or with verdict="cosine") the cosine against the calibrated tau; a
+        # caller's threshold replaces the calibrated one of the rule in force
+        self.verdict = Verdict.for_encoder(encoder, threshold, verdict)
 
     # ------------------------------------------------------------ opening
 
     @classmethod
     def open(cls, index: str | Path | None = None, model: str | Path | None = None, threshold: float | None = None,
-             log: Callable[[str], None] | None = None, progress: ProgressFactory | None = None) -> "Engine":
+             log: Callable[[str], None] | None = None, progress: ProgressFactory | None = None, verdict: str = "auto") -> "Engine":
         """An engine over an existing store (queried with the model that built it). With no `index`
         and no $DUPFINDER_INDEX, the default place; the demo corpus is indexed there first when it
         holds no index, or rebuilt when an earlier shipped model built it."""
@@ -159,7 +165,7 @@ class Engine:
             _ensure_demo(Path(location), model, log or (lambda _: None), progress)
         store = open_store(location)
         try:
-            return cls(store_model(store, model), store, threshold)
+            return cls(store_model(store, model), store, threshold, verdict)
         except BaseException:
             store.close()
             raise
@@ -202,10 +208,15 @@ class Engine:
         return self.encoder.encode(list(texts), progress=progress)
 
     def similarity(self, question1: str, question2: str) -> dict:
-        """{"score", "threshold", "duplicate"} of one pair."""
-        va, vb = self.encode([question1, question2])  # (d,), (d,)
-        score = min(float(va @ vb), 1.0)
-        return {"score": score, "threshold": self.threshold, "duplicate": self.verdict(score)}
+        """{"score", "threshold", "duplicate", "cosine", "verdict"} of one pair: `score` is what the
+        threshold applies to (the head's probability, or the cosine under the cosine rule)."""
+        v = self.encode([question1, question2])  # (2, d)
+        return self._results(*self.verdict.decide(v[:1], v[1:], [question1], [question2]))[0]
+
+    def _results(self, scores: np.ndarray, duplicate: np.ndarray, cosines: np.ndarray) -> list[dict]:
+        kind = self.verdict.kind
+        return [{"score": float(s), "threshold": self.threshold, "duplicate": bool(d), "cosine": float(c), "verdict": kind}
+                for s, d, c in zip(scores.tolist(), duplicate.tolist(), cosines.tolist())]
 
     def similarities(self, pairs: Iterable[tuple[str, str]], chunk: int = 4096) -> Iterator[dict]:
         """`similarity` of many pairs, each distinct question encoded once per chunk."""
@@ -222,8 +233,15 @@ class Engine:
         texts = list(dict.fromkeys(t for pair in batch for t in pair))
         row = {t: i for i, t in enumerate(texts)}
         v = self.encode(texts)  # (u, d)
-        scores = np.minimum(np.einsum("ij,ij->i", v[[row[a] for a, _ in batch]], v[[row[b] for _, b in batch]]), 1.0)
-        return [{"score": float(s), "threshold": self.threshold, "duplicate": bool(d)} for s, d in zip(scores, self.verdict(scores))]
+        first, second = [a for a, _ in batch], [b for _, b in batch]
+        return self._results(*self.verdict.decide(v[[row[a] for a in first]], v[[row[b] for b in second]], first, second))
+
+    def pair_scores(self, pairs: "Pairs") -> np.ndarray:
+        """The verdict's score of each labeled pair (each distinct question encoded once)."""
+        qids = np.unique(np.r_[pairs.qid1, pairs.qid2])
+        v = self.encode([pairs.questions[q] for q in qids.tolist()])  # (u, d)
+        a, b = np.searchsorted(qids, pairs.qid1), np.searchsorted(qids, pairs.qid2)
+        return self.verdict.scores(v[a], v[b], pairs.texts(1), pairs.texts(2))[0]
 
     # ------------------------------------------------------------ the store
 
@@ -257,13 +275,26 @@ class Engine:
         if k < 1:
             raise ValueError("k must be at least 1")
         store = self._need_store()
-        scores, ids = store.search(self.encode(texts), k)  # (n, k), (n, k)
+        queries = self.encode(texts)  # (n, d)
+        scores, ids = store.search(queries, k)  # (n, k), (n, k)
         records = store.get(ids.ravel().tolist())
-        duplicate = self.verdict(scores)
+        if self.verdict.head is None:
+            duplicate, p = self.verdict(scores), None
+        else:  # the head judges each (query, hit) pair from both vectors and both texts
+            found = [(r, j) for r in range(len(texts)) for j, i in enumerate(ids[r].tolist()) if i in records]
+            p = np.full(scores.shape, np.nan)
+            if found:
+                rows, cols = np.array(found).T
+                hit_ids = ids[rows, cols]
+                hits = hit_vectors(store, hit_ids, records, self.encode)  # (m, d)
+                p[rows, cols] = self.verdict.scores(queries[rows], hits, [texts[r] for r in rows.tolist()],
+                                                    [records[i].text for i in hit_ids.tolist()])[0]
+            duplicate = self.verdict(np.nan_to_num(p, nan=-1.0))
+            p = p.tolist()
         out: list[list[Hit]] = []
-        for row_scores, row_ids, row_dup in zip(scores.tolist(), ids.tolist(), duplicate.tolist()):
-            out.append([Hit(records[i].display_id, records[i].text, min(s, 1.0), d)
-                        for s, i, d in zip(row_scores, row_ids, row_dup) if i in records])
+        for r, (row_scores, row_ids, row_dup) in enumerate(zip(scores.tolist(), ids.tolist(), duplicate.tolist())):
+            out.append([Hit(records[i].display_id, records[i].text, min(s, 1.0), d, None if p is None else p[r][j])
+                        for j, (s, i, d) in enumerate(zip(row_scores, row_ids, row_dup)) if i in records])
         return out
 
     def query_many(self, texts: Iterable[str], k: int = 5, chunk: int = 4096) -> Iterator[list[Hit]]:
@@ -282,8 +313,8 @@ class Engine:
         built = store.model
         return store.info() | {
             "model": built["path"], "model_fingerprint": built["fingerprint"], "threshold": self.threshold,
-            "threshold_source": self.verdict.source,
-        }
+            "threshold_source": self.verdict.source, "verdict": self.verdict.kind,
+        } | ({"verdict_note": self.verdict.note} if self.verdict.note else {})
 
     # ------------------------------------------------------------ batches
 
@@ -295,7 +326,8 @@ class Engine:
 
         store = self._need_store() if against else None
         config = DedupConfig(threshold=self.threshold, guard=guard, k=k)
-        result = dedup(self.encoder, texts, ok, config, against=store, progress_factory=progress)
+        judge = None if self.verdict.head is None else self.verdict
+        result = dedup(self.encoder, texts, ok, config, against=store, progress_factory=progress, verdict=judge)
         labels = match_labels(store, result.match) if store is not None else None
         return result, labels
 
@@ -315,13 +347,26 @@ class Engine:
         """Accuracy, precision, recall, F1, ROC-AUC and the confusion of labeled pairs at the threshold in force."""
         from dupfinder.evaluation.pairs import evaluate_pairs
 
-        return evaluate_pairs(self.encoder, pairs, self.threshold, unseen_from, columns)
+        result = evaluate_pairs(self.encoder, pairs, self.threshold, unseen_from, columns, scores=self.pair_scores(pairs))
+        result["verdict"] = self.verdict.kind
+        return result
 
     def calibrate(self, pairs: "Pairs", target_precision: float = 0.90, balanced: bool = True) -> dict:
         """Threshold advice from labeled pairs, with the metrics at the threshold in force."""
         from dupfinder.evaluation.calibrate import calibrate_model
 
-        return calibrate_model(self.encoder, pairs, self.threshold, target_precision, balanced)
+        result = calibrate_model(self.encoder, pairs, self.threshold, target_precision, balanced, scores=self.pair_scores(pairs))
+        result["verdict"] = self.verdict.kind
+        return result
+
+
+def hit_vectors(store, ids: np.ndarray, records: dict, encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """Stored vectors (m, d) of hits, from the store where it keeps them (`get_vectors(ids)`), else
+    encoded again from their texts (same model, so the same vectors)."""
+    getter = getattr(store, "get_vectors", None)
+    if callable(getter):
+        return np.asarray(getter(ids.tolist()), dtype=np.float32)
+    return encode([records[i].text for i in ids.tolist()])
 
 
 # ---------------------------------------------------------------- the demo index

@@ -29,7 +29,7 @@ def test_similarity_and_evaluate_on_tiny_model(tiny_model, pairs_file):
     r = run("similarity", "How old are you?", "What is your age?", "--model", tiny_model, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert set(out) == {"score", "threshold", "duplicate"} and out["duplicate"] == (out["score"] > out["threshold"])
+    assert set(out) == {"score", "threshold", "duplicate", "cosine", "verdict"} and out["duplicate"] == (out["score"] > out["threshold"])
 
     r = run("evaluate", pairs_file, "--model", tiny_model, "--json", "--unseen-from", pairs_file)
     assert r.exit_code == 0, r.output

@@ -91,7 +91,8 @@ def test_scores_never_exceed_one(tmp_path):
         (hits,) = engine.query(["indexed question 3"], k=3)
         assert hits[0].text == "indexed question 3" and hits[0].score == 1.0 and hits[0].duplicate
         assert all(h.score <= 1.0 for hits in engine.query_many(TEXTS[:10], k=3, chunk=3) for h in hits)
-        assert engine.similarity("How old are you?", "how old are YOU?") == {"score": 1.0, "threshold": 0.5, "duplicate": True}
+        assert engine.similarity("How old are you?", "how old are YOU?") == {"score": 1.0, "threshold": 0.5, "duplicate": True,
+                                                                           "cosine": 1.0, "verdict": "cosine"}
         assert [r["score"] for r in engine.similarities([("a", "a"), ("b", "b"), ("a", "b")], chunk=2)][:2] == [1.0, 1.0]
 
 

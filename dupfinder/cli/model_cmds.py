@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from dupfinder.cli.main import cli
-from dupfinder.cli.options import json_option, log, model_option, nonempty, pair_columns_option, read_stdin_question, threads_option, threshold_option
+from dupfinder.cli.options import (json_option, log, model_option, nonempty, pair_columns_option, read_stdin_question, threads_option,
+                                   threshold_option, verdict_option)
 from dupfinder.cli.output import calibration_line, dumps, emit_json, pair_metrics_table, verdict_line
 from dupfinder.engine import Engine, load_encoder, set_threads
 
 
-def model_engine(model_dir, threshold=None, threads=None) -> Engine:
+def model_engine(model_dir, threshold=None, threads=None, verdict="auto") -> Engine:
     set_threads(threads)
-    return Engine(load_encoder(model_dir), threshold=threshold)
+    return Engine(load_encoder(model_dir), threshold=threshold, verdict=verdict)
+
+
+def note_verdict(engine: Engine) -> None:
+    """After a result people read: say that a model without a head decided by the cosine rule."""
+    if engine.verdict.note:
+        log(f"note: {engine.verdict.note}")
 
 
 def read_pairs(pairs_file, columns, need_label=True):
@@ -30,14 +39,16 @@ def read_pairs(pairs_file, columns, need_label=True):
               help="Score every pair of this CSV/TSV file (question1, question2 columns; - for stdin) as JSON lines.")
 @model_option
 @threshold_option
+@verdict_option
 @json_option
 @pair_columns_option
 @threads_option
-def similarity(question1, question2, pairs_file, model_dir, threshold, as_json, columns, threads):
-    """Cosine similarity of two questions and whether they are duplicates at tau.
+def similarity(question1, question2, pairs_file, model_dir, threshold, verdict, as_json, columns, threads):
+    """Whether two questions are duplicates: the verdict's score, the threshold and the cosine.
 
-    Either question may be - to read it from stdin. With --file, one JSON line per pair:
-    {"score", "threshold", "duplicate"}.
+    The score is the model's pair head's probability (the cosine under --verdict cosine, or for a
+    model without a head). Either question may be - to read it from stdin. With --file, one JSON
+    line per pair: {"score", "threshold", "duplicate", "cosine", "verdict"}.
 
     Example: dupfinder similarity "How old are you?" "What is your age?"
     """
@@ -45,7 +56,7 @@ def similarity(question1, question2, pairs_file, model_dir, threshold, as_json, 
         if question1 is not None or question2 is not None:
             raise click.UsageError("give either QUESTION1 QUESTION2 or --file PAIRS, not both")
         pairs = read_pairs(pairs_file, columns, need_label=False)
-        engine = model_engine(model_dir, threshold, threads)
+        engine = model_engine(model_dir, threshold, threads, verdict)
         texts = pairs.questions
         for result in engine.similarities(zip((texts[q] for q in pairs.qid1.tolist()), (texts[q] for q in pairs.qid2.tolist()))):
             click.echo(dumps(result))
@@ -56,35 +67,41 @@ def similarity(question1, question2, pairs_file, model_dir, threshold, as_json, 
         raise click.UsageError("only one of the two questions can come from stdin")
     question1 = read_stdin_question("QUESTION1") if question1 == "-" else nonempty(question1, "QUESTION1", "questions must not be empty")
     question2 = read_stdin_question("QUESTION2") if question2 == "-" else nonempty(question2, "QUESTION2", "questions must not be empty")
-    result = model_engine(model_dir, threshold).similarity(question1, question2)
+    engine = model_engine(model_dir, threshold, verdict=verdict)
+    result = engine.similarity(question1, question2)
     if as_json:
         emit_json(result)
     else:
         click.echo(verdict_line(result))
+        note_verdict(engine)
 
 
 @cli.command()
 @click.argument("pairs_file", type=str)
 @model_option
 @threshold_option
+@verdict_option
 @click.option("--unseen-from", type=str, default=None, help="Also report pairs whose questions do not occur in this (training) file.")
 @json_option
 @pair_columns_option
 @threads_option
-def evaluate(pairs_file, model_dir, threshold, unseen_from, as_json, threads, columns):
-    """Accuracy, precision, recall, F1 and ROC-AUC of a model on labeled pairs, at its tau.
+def evaluate(pairs_file, model_dir, threshold, verdict, unseen_from, as_json, threads, columns):
+    """Accuracy, precision, recall, F1 and ROC-AUC of a model's verdicts on labeled pairs, at its threshold.
 
-    Example: dupfinder evaluate dev.csv --unseen-from train.csv.gz
+    Example: dupfinder evaluate dev.csv --unseen-from train.csv.gz   (add --verdict cosine for the cosine rule)
     """
-    engine = model_engine(model_dir, threshold, threads)
+    engine = model_engine(model_dir, threshold, threads, verdict)
     result = engine.evaluate(read_pairs(pairs_file, columns), unseen_from, columns)
     result["model"] = str(engine.encoder.path)
+    if engine.verdict.note:
+        result["verdict_note"] = engine.verdict.note
     if as_json:
         emit_json(result)
         return
     for title, m in (("all pairs", result), ("unseen pairs", result.get("unseen"))):
         if m is not None:
-            click.echo(pair_metrics_table(title, m))
+            click.echo(pair_metrics_table(f"{title} (pair head)" if result["verdict"] == "head" else title, m))
+    note_verdict(engine)
 
 
 @cli.command()
@@ -96,14 +113,16 @@ def evaluate(pairs_file, model_dir, threshold, unseen_from, as_json, threads, co
               help="Weigh duplicates and non-duplicates equally when maximizing accuracy, so tau does not follow the share of duplicates in PAIRS_FILE.")
 @click.option("--write", "write_choice", type=click.Choice(["accuracy", "precision"]), default=None,
               help="Write that tau (best accuracy, or the target precision's) into the model's manifest.json.")
+@verdict_option
 @json_option
 @pair_columns_option
 @threads_option
-def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, as_json, threads, columns):
+def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, verdict, as_json, threads, columns):
     """Threshold advice from labeled pairs: the tau of best accuracy and the tau reaching a target precision.
 
     Calibrate on held-out pairs, not on the pairs you report results on. --write changes only the
-    threshold and calibration entries of the model's manifest; every command then uses it.
+    threshold and calibration entries of the model's manifest (the pair head's, where it decides);
+    every command then uses it.
 
     Example: dupfinder calibrate val.csv --model models/mine --target-precision 0.95 --write precision
     """
@@ -111,13 +130,19 @@ def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, a
 
     if write_choice and model_dir is None:
         raise click.UsageError("--write needs --model DIR: the shipped model is part of the installation; copy it and calibrate the copy")
-    engine = model_engine(model_dir, None, threads)
+    engine = model_engine(model_dir, None, threads, verdict)
     advice = engine.calibrate(read_pairs(pairs_file, columns), target_precision, balanced)
     advice["model"] = str(engine.encoder.path)
     if write_choice:
         record = calibration_record(advice, write_choice, pairs_file)
-        write_threshold(engine.encoder.path, record)
-        advice["written"] = {"threshold": record["threshold"], "previous": engine.threshold, "manifest": str(engine.encoder.path / "manifest.json")}
+        if engine.verdict.kind == "head":
+            from dupfinder.verdict.head import write_head_threshold
+
+            write_head_threshold(engine.encoder.path, record)
+        else:
+            write_threshold(engine.encoder.path, record)
+        advice["written"] = {"threshold": record["threshold"], "previous": engine.threshold, "verdict": engine.verdict.kind,
+                             "manifest": str(engine.encoder.path / "manifest.json")}
     if as_json:
         emit_json(advice)
         return
@@ -131,3 +156,38 @@ def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, a
     if write_choice:
         w = advice["written"]
         click.echo(f"wrote tau {w['threshold']:.4f} (was {w['previous']:.4f}) into {w['manifest']}")
+
+
+@cli.command("train-verdict")
+@click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("train_file", type=str)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the training pairs (default: 6).")
+@click.option("--unknown-pairs", type=click.IntRange(min=0), default=None,
+              help="Constructed pairs per kind that teach unknown words (default: 20000; 0: none).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@threads_option
+def train_verdict_cmd(model_dir, train_file, epochs, unknown_pairs, seed, threads):
+    """Train a model directory's pair head (the verdict stage) on a labeled pairs file.
+
+    The head reads both questions' stored vectors and their words; it is trained on the pairs the
+    encoder trained on and its threshold is chosen on the encoder's validation split. Writes
+    verdict.npz and the manifest's "verdict" entry; the encoder and its fingerprint do not change,
+    so indexes built with the model stay valid. Needs the train extra (PyTorch).
+
+    Example: dupfinder train-verdict models/mine train.csv.gz --threads 2
+    """
+    from dataclasses import replace
+
+    from dupfinder.model.encoder import require_torch
+    from dupfinder.train.head import HeadConfig, train_verdict
+
+    require_torch("train-verdict")
+    config = HeadConfig(seed=seed, threads=threads or 1)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    if unknown_pairs is not None:
+        config = replace(config, unknown_pairs=unknown_pairs)
+    load_encoder(model_dir)  # a missing or broken model fails before the data is read
+    entry = train_verdict(model_dir, train_file, config, log=log)
+    click.echo(f"pair head of {model_dir}: threshold {entry['threshold']:.4f}, validation accuracy "
+               f"{entry['validation']['accuracy']:.4f}, ROC-AUC {entry['validation']['roc_auc']:.4f}")

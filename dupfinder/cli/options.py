@@ -23,7 +23,16 @@ def threads_option(f):
 def threshold_option(f):
     return click.option(
         "--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-        help="Cosine at or above which two questions are duplicates (default: the model's calibrated tau).",
+        help="Score at or above which two questions are duplicates: the head's probability, or the cosine under "
+             "--verdict cosine (default: the model's calibrated threshold).",
+    )(f)
+
+
+def verdict_option(f):
+    return click.option(
+        "--verdict", "verdict", type=click.Choice(["auto", "head", "cosine"]), default="auto", show_default=True,
+        help="Who decides duplicates: the model's pair head where it has one (auto), the head or an error (head), "
+             "or the Siamese cosine against tau, as before the head (cosine).",
     )(f)
 
 

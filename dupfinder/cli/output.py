@@ -31,15 +31,23 @@ def emit_json(obj, err: bool = False) -> None:
 
 
 def verdict_line(result: dict) -> str:
-    return f"{result['score']:.4f}  {'duplicate' if result['duplicate'] else 'not duplicate'} (tau {result['threshold']:.4f})"
+    line = f"{result['score']:.4f}  {'duplicate' if result['duplicate'] else 'not duplicate'}"
+    if result.get("verdict") == "head":
+        return line + f" (pair head, threshold {result['threshold']:.4f}; cosine {result['cosine']:.4f})"
+    return line + f" (tau {result['threshold']:.4f})"
 
 
 def hits_table(hits, tau: float) -> str:
     """The hits of one query, best first, then a line that says what was found."""
-    lines = [f"{h.score:7.4f}  {'DUPLICATE' if h.duplicate else '         '}  [{h.id}] {h.text}" for h in hits]
+    head = any(h.verdict_score is not None for h in hits)
+    lines = [f"{h.score:7.4f}  {f'p {h.verdict_score:.2f}  ' if head else ''}{'DUPLICATE' if h.duplicate else '         '}  [{h.id}] {h.text}"
+             for h in hits]
     n_dup = sum(h.duplicate for h in hits)
+    rule = f"pair head threshold {tau:.4f}" if head else f"tau {tau:.4f}"
     if n_dup:
-        lines.append(f"{n_dup} duplicate{'s' if n_dup > 1 else ''} at tau {tau:.4f}")
+        lines.append(f"{n_dup} duplicate{'s' if n_dup > 1 else ''} at {rule}")
+    elif hits and head:
+        lines.append(f"No duplicate: the pair head gives at most p {max(h.verdict_score for h in hits):.4f}, below {tau:.4f}")
     elif hits:
         lines.append(f"No duplicate: the best match scores {hits[0].score:.4f}, below tau {tau:.4f}")
     else:

@@ -9,7 +9,7 @@ import click
 
 from dupfinder.cli.main import cli
 from dupfinder.cli.options import (index_option, input_column_options, json_option, log, model_option, nonempty, progress,
-                                   threads_option, threshold_option)
+                                   threads_option, threshold_option, verdict_option)
 from dupfinder.cli.output import dumps, emit_json, hits_table, info_table
 from dupfinder.engine import Engine, load_encoder, read_questions, set_threads
 
@@ -56,7 +56,8 @@ def _default() -> str:
 @index_option
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per question.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
-              help="Cosine at or above which a neighbour is a duplicate (default: the index model's tau).")
+              help="Score at or above which a neighbour is a duplicate: the pair head's probability, or the cosine under "
+                   "--verdict cosine (default: the index model's calibrated threshold).")
 @click.option("--file", "query_file", type=str, default=None,
               help="Answer every question of this file (same formats as index) as JSON lines.")
 @input_column_options
@@ -64,9 +65,13 @@ def _default() -> str:
 @click.option("--ef-search", type=click.IntRange(min=1), default=None,
               help="HNSW indexes: candidates per query, more for recall, fewer for speed (default: as recorded at build).")
 @model_option
+@verdict_option
 @threads_option
-def query(question, index_dir, k, threshold, query_file, text_column, id_column, as_json, ef_search, model_dir, threads):
+def query(question, index_dir, k, threshold, query_file, text_column, id_column, as_json, ef_search, model_dir, verdict, threads):
     """The k questions of the index nearest to QUESTION, with their cosine, marking duplicates.
+
+    Duplicates are decided by the model's pair head where it has one (each hit's verdict_score is
+    its probability), else, and with --verdict cosine, by the cosine against tau.
 
     QUESTION - reads the question from stdin (several lines: each a question, answered as JSON
     lines). The question is encoded with the model that built the index. With no index yet at the
@@ -88,7 +93,7 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
         nonempty(question, "QUESTION")
     # one question gains nothing from more threads and, on a busy machine, loses a lot
     set_threads(threads or (1 if question is not None else None))
-    with Engine.open(index_dir, model_dir, threshold, log=log, progress=progress("q")) as engine:
+    with Engine.open(index_dir, model_dir, threshold, log=log, progress=progress("q"), verdict=verdict) as engine:
         if ef_search is not None:
             if engine.store.kind != "hnsw":
                 raise click.UsageError(f"--ef-search applies to HNSW indexes; {engine.store.location} is {engine.store.kind}")
@@ -98,7 +103,7 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
             return
         hits = engine.query([question], k)[0]
         if as_json:
-            emit_json({"query": question, "threshold": engine.threshold, "hits": [h.to_dict() for h in hits]})
+            emit_json({"query": question, "threshold": engine.threshold, "verdict": engine.verdict.kind, "hits": [h.to_dict() for h in hits]})
         else:
             click.echo(hits_table(hits, engine.threshold))
 
@@ -171,6 +176,7 @@ def info(index_dir, model_dir, as_json):
 @click.option("-o", "--output", required=True, type=str, help="CSV file to write (.tsv: tab-separated, .gz: compressed, -: stdout).")
 @model_option
 @threshold_option
+@verdict_option
 @input_column_options
 @click.option("--keep-canonical", is_flag=True, help="Write only the canonical row of each cluster: one question per meaning.")
 @click.option("--no-guard", is_flag=True, help="Plain union-find, which chains A~B~C into one cluster (for comparison).")
@@ -180,7 +186,7 @@ def info(index_dir, model_dir, as_json):
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @json_option
 @threads_option
-def dedup(input_file, output, model_dir, threshold, text_column, id_column, keep_canonical, no_guard, against_dir,
+def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_column, keep_canonical, no_guard, against_dir,
           neighbours, force, as_json, threads):
     """Find the duplicates within a file of questions; write every row back with its cluster.
 
@@ -204,15 +210,16 @@ def dedup(input_file, output, model_dir, threshold, text_column, id_column, keep
     check_columns(questions.header, against=against_dir is not None)
     set_threads(threads)
     if against_dir is not None:
-        engine = Engine.open(against_dir, model_dir, threshold)
+        engine = Engine.open(against_dir, model_dir, threshold, verdict=verdict)
     else:
-        engine = Engine(load_encoder(model_dir), threshold=threshold)
+        engine = Engine(load_encoder(model_dir), threshold=threshold, verdict=verdict)
     with engine:
         result, labels = engine.dedup(questions.texts, questions.ok, neighbours, not no_guard, against_dir is not None, progress("q"))
     header, rows = output_rows(questions.header, questions.rows, questions.ids, result, keep_canonical, labels)
     written = write_table(output, header, rows, stdout=sys.stdout)
     info = summary(result, questions.report) | {
-        "input": input_file, "output": output, "rows_written": written, "threshold": engine.threshold, "guard": not no_guard,
+        "input": input_file, "output": output, "rows_written": written, "threshold": engine.threshold, "verdict": engine.verdict.kind,
+        "guard": not no_guard,
         "model": str(engine.encoder.path), "seconds_total": round(time.perf_counter() - started, 3),
     } | ({"against": str(against_dir)} if against_dir is not None else {})
     if as_json:
@@ -226,6 +233,7 @@ def dedup(input_file, output, model_dir, threshold, text_column, id_column, keep
     ]
     if against_dir is not None:
         lines.append(f"{info['rows_matching_index']:,} rows duplicate a question in {against_dir}")
-    lines.append(f"wrote {written:,} rows to {output} (tau {engine.threshold:.4f}, {'guarded' if not no_guard else 'plain union-find'}, "
+    rule = f"pair head threshold {engine.threshold:.4f}" if engine.verdict.kind == "head" else f"tau {engine.threshold:.4f}"
+    lines.append(f"wrote {written:,} rows to {output} ({rule}, {'guarded' if not no_guard else 'plain union-find'}, "
                  f"{info['seconds_total']:.1f} s)")
     log("\n".join(lines))

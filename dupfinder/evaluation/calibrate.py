@@ -70,9 +70,10 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, target_precision: float = 
     }
 
 
-def calibrate_model(encoder: Encoder, pairs: Pairs, threshold: float, target_precision: float = 0.90, balanced: bool = True) -> dict:
-    """`advise` on the model's cosine scores for `pairs`, plus the metrics at the threshold in force."""
-    scores = score_pairs(encoder, pairs)
+def calibrate_model(encoder: Encoder, pairs: Pairs, threshold: float, target_precision: float = 0.90, balanced: bool = True,
+                    scores: np.ndarray | None = None) -> dict:
+    """`advise` on `scores` of `pairs` (default: the model's cosines), plus the metrics at the threshold in force."""
+    scores = score_pairs(encoder, pairs) if scores is None else scores
     result = advise(scores, pairs.label, target_precision, balanced)
     result["current"] = metrics_at(scores, pairs.label.astype(bool), threshold)
     return result

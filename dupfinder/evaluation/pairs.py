@@ -35,9 +35,10 @@ def unseen_mask(pairs: Pairs, train_file: str | Path, columns: PairColumns | Non
 
 
 def evaluate_pairs(encoder: Encoder, pairs: Pairs, tau: float, unseen_from: str | Path | None = None,
-                   columns: PairColumns | None = None) -> dict:
-    """Pair metrics at `tau`, plus the pairs unseen in `unseen_from` when asked."""
-    scores = score_pairs(encoder, pairs)
+                   columns: PairColumns | None = None, scores: np.ndarray | None = None) -> dict:
+    """Pair metrics at `tau` of `scores` (default: the encoder's cosines), plus the pairs unseen in
+    `unseen_from` when asked."""
+    scores = score_pairs(encoder, pairs) if scores is None else scores
     result = pair_metrics(scores, pairs.label, tau)
     if unseen_from is not None:
         mask = unseen_mask(pairs, unseen_from, columns)

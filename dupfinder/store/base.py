@@ -281,6 +281,15 @@ class BruteForceStore:
     def get(self, ids: Iterable[int]) -> dict[int, Record]:
         return {int(i): self.records[int(i)] for i in ids if int(i) in self.records}
 
+    def get_vectors(self, ids: Iterable[int]) -> np.ndarray:
+        """The stored vectors (n, d) float32 of store ids, in the order given; an unknown id is a KeyError."""
+        pos = {int(i): p for p, i in enumerate(self.ids.tolist())}
+        wanted = [int(i) for i in ids]
+        missing = [i for i in wanted if i not in pos]
+        if missing:
+            raise KeyError(f"not in {self.location}: store ids {missing[:10]}")
+        return self.vectors[[pos[i] for i in wanted]] if wanted else np.zeros((0, self.dim), np.float32)
+
     def info(self) -> dict:
         return {"index": self.location, "count": self.count, "kind": self.kind, "metric": METRIC, "dimension": self.dim,
                 "sources": self.sources()}

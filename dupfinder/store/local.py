@@ -390,6 +390,20 @@ class LocalStore:
                 out[row[0]] = Record(*row)
         return out
 
+    def get_vectors(self, ids: Iterable[int]) -> np.ndarray:
+        """The stored vectors (n, d) float32 of store ids, in the order given (from SQLite: a verdict
+        head reads the candidates' vectors, which search does not return). An unknown id is a KeyError."""
+        wanted = [int(i) for i in ids]
+        found: dict[int, bytes] = {}
+        unique = sorted(set(wanted))
+        for start in range(0, len(unique), 900):  # SQLite's limit on bound parameters
+            chunk = unique[start : start + 900]
+            found.update(self.db.execute(f"SELECT id, vector FROM questions WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        missing = [i for i in unique if i not in found]
+        if missing:
+            raise KeyError(f"not in {self.location}: store ids {missing[:10]}")
+        return np.frombuffer(b"".join(found[i] for i in wanted), np.float32).reshape(len(wanted), self.dim).copy()
+
     def sources(self) -> dict[str, int]:
         if self.db is None:
             return {}

@@ -1,0 +1,158 @@
+"""Pair features for the verdict head: from the two stored vectors (symmetric in the two questions)
+and from the two questions' tokens, where a word outside the vocabulary keeps its identity (two
+different unknown words never match, even though the encoder reads both as <unk>).
+
+numpy in, numpy out; no torch. `QuestionText` is what one question contributes, computed once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from dupfinder.text import UNK_ID, TextConfig, Vocab, tokenize
+
+_WORD = re.compile(r"\w")
+_SUFFIXES = ("ing", "ies", "ied", "ed", "es", "s", "ly")
+
+TEXT_FEATURES = (
+    "jaccard",  # shared distinct tokens / all distinct tokens
+    "idf_overlap",  # the same, each token weighed by its idf
+    "unmatched_idf_max",  # the rarest word that occurs in only one of the two
+    "unmatched_idf_sum",
+    "unmatched_min",  # words of one question missing from the other: the smaller side
+    "unmatched_max",  # ... and the larger side
+    "stem_jaccard",  # jaccard of crude stems (seeing ~ see)
+    "align_mean",  # idf-weighted mean over both questions' words of the best embedding match in the other
+    "align_min",  # the worst-matched word's best match
+    "align_gap",  # max over words of idf x (1 - best match): a rare word with no counterpart
+    "unknown_unmatched",  # words outside the vocabulary found in only one question (by spelling)
+    "unknown_shared",  # words outside the vocabulary found in both
+    "first_same",  # the two questions start with the same word
+    "len_diff",  # |log(len a) - log(len b)|
+    "len_min",  # log of the shorter length
+)
+N_TEXT = len(TEXT_FEATURES)
+
+
+def stem(word: str) -> str:
+    for s in _SUFFIXES:
+        if len(word) > len(s) + 2 and word.endswith(s):
+            return word[: -len(s)]
+    return word
+
+
+@dataclass
+class QuestionText:
+    """One question as the text features read it: its distinct words (punctuation dropped, in order of
+    first use), their keys (vocabulary id, or a negative hash of the spelling for an unknown word),
+    idf weights, unit word embeddings and crude stems."""
+
+    words: list[str]
+    keys: np.ndarray  # (w,) int64
+    idf: np.ndarray  # (w,) float32
+    emb: np.ndarray  # (w, e) float32, unit rows; zero rows for unknown words
+    stems: frozenset
+    first: str
+    length: int  # words, repeats included
+
+
+def _key(word: str, i: int) -> int:
+    if i != UNK_ID:
+        return i
+    import zlib
+
+    return -2 - zlib.crc32(word.encode())  # stable across processes, unlike hash()
+
+
+class TextFeaturizer:
+    """Reads questions with the model's text settings and vocabulary; `idf` is per vocabulary id
+    (unknown words get `idf_unknown`), `embed` the encoder's word embedding table."""
+
+    def __init__(self, vocab: Vocab, text_config: TextConfig, idf: np.ndarray, idf_unknown: float, embed: np.ndarray):
+        self.vocab = vocab
+        self.text_config = text_config
+        self.idf = np.asarray(idf, dtype=np.float32)  # (V,)
+        self.idf_unknown = float(idf_unknown)
+        e = np.asarray(embed, dtype=np.float32)  # (V, E)
+        self.embed = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-6)
+        self.embed[UNK_ID] = 0.0  # an unknown word matches only its own spelling
+
+    def question(self, text: str) -> QuestionText:
+        all_words = [t for t in tokenize(text, self.text_config) if _WORD.match(t)]
+        words = list(dict.fromkeys(all_words))
+        ids = self.vocab.encode(words).astype(np.int64)
+        idf = self.idf[ids]
+        unknown = ids == UNK_ID
+        idf[unknown] = self.idf_unknown
+        keys = np.fromiter((_key(w, i) for w, i in zip(words, ids.tolist())), np.int64, len(words))
+        return QuestionText(words, keys, idf, self.embed[ids], frozenset(stem(w) for w in words),
+                            words[0] if words else "", len(all_words))
+
+    def questions(self, texts: Sequence[str]) -> list[QuestionText]:
+        return [self.question(t) for t in texts]
+
+    def pair(self, a: QuestionText, b: QuestionText) -> np.ndarray:
+        """The TEXT_FEATURES of one pair, (N_TEXT,) float32; symmetric in a and b."""
+        f = np.zeros(N_TEXT, dtype=np.float32)
+        if not a.words or not b.words:
+            return f
+        same = a.keys[:, None] == b.keys[None, :]  # (wa, wb) identical spelling, known or not
+        in_b, in_a = same.any(1), same.any(0)  # (wa,), (wb,)
+        n_shared = int(in_b.sum())
+        idf_shared = float(a.idf[in_b].sum())
+        only = np.concatenate([a.idf[~in_b], b.idf[~in_a]])
+        f[0] = n_shared / (len(a.words) + len(b.words) - n_shared)
+        f[1] = idf_shared / max(1e-6, idf_shared + float(only.sum()))
+        only_sum = float(only.sum())
+        f[2] = float(only.max()) if len(only) else 0.0
+        f[3] = only_sum
+        na, nb = len(a.words) - n_shared, len(b.words) - n_shared
+        f[4], f[5] = min(na, nb), max(na, nb)
+        f[6] = len(a.stems & b.stems) / len(a.stems | b.stems)
+        sim = np.maximum(a.emb @ b.emb.T, same)  # (wa, wb) word embedding cosines; same spelling 1
+        best = np.concatenate([sim.max(1), sim.max(0)])  # each word's best match in the other question
+        idf = np.concatenate([a.idf, b.idf])
+        f[7] = float((best * idf).sum() / max(1e-6, idf.sum()))
+        f[8] = float(best.min())
+        f[9] = float((idf * (1.0 - best)).max())
+        unk_a, unk_b = a.keys < 0, b.keys < 0
+        shared_unk = int((in_b & unk_a).sum())
+        f[10] = int(unk_a.sum()) + int(unk_b.sum()) - 2 * shared_unk
+        f[11] = shared_unk
+        f[12] = float(a.first == b.first)
+        la, lb = math.log(1 + a.length), math.log(1 + b.length)
+        f[13] = abs(la - lb)
+        f[14] = min(la, lb)
+        return f
+
+    def pairs(self, a: Sequence[QuestionText], b: Sequence[QuestionText]) -> np.ndarray:
+        """(n, N_TEXT) float32 for the pairs (a[i], b[i])."""
+        out = np.zeros((len(a), N_TEXT), dtype=np.float32)
+        for i, (x, y) in enumerate(zip(a, b)):
+            out[i] = self.pair(x, y)
+        return out
+
+
+def vector_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """[|u - v|, u * v, cosine] of unit vectors (n, d) -> (n, 2d + 1) float32; symmetric in u and v."""
+    u = np.asarray(u, dtype=np.float32)
+    v = np.asarray(v, dtype=np.float32)
+    prod = u * v  # (n, d)
+    return np.concatenate([np.abs(u - v), prod, prod.sum(1, keepdims=True)], axis=1)
+
+
+def document_idf(token_lists, vocab: Vocab) -> tuple[np.ndarray, float]:
+    """Smoothed idf per vocabulary id from questions (lists of tokens), and the idf of a word never seen."""
+    df = np.zeros(len(vocab), dtype=np.int64)
+    n = 0
+    for tokens in token_lists:
+        ids = np.unique(vocab.encode([t for t in tokens if _WORD.match(t)]))
+        df[ids] += 1
+        n += 1
+    idf = np.log((n + 1) / (df + 1)).astype(np.float32)
+    return idf, float(math.log(n + 1))
