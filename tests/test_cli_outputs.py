@@ -85,6 +85,10 @@ def test_query_reads_the_question_from_stdin(tmp_path, tiny_model, pairs_file):
     for empty in ("", "\n  \n"):
         r = run("query", "-", "--index", ix, input=empty)
         assert r.exit_code == 2 and "Error: Invalid value for QUESTION: stdin held no question" in r.output
+    # stdin is decoded as a file given as - is: invalid UTF-8 replaced, not a traceback
+    r = run("query", "-", "--index", ix, "-k", "1", "--json", input=b"caf\xe9 near me?\n")
+    assert r.exit_code == 0, r.output
+    assert strict_json(r.stdout)["query"] == "caf\ufffd near me?"
 
 
 def test_similarity_reads_a_question_from_stdin(tiny_model):
@@ -93,6 +97,9 @@ def test_similarity_reads_a_question_from_stdin(tiny_model):
         r = run("similarity", *args, "--model", tiny_model, "--json", input=piped)
         assert r.exit_code == 0, r.output
         assert strict_json(r.stdout) == given
+    r = run("similarity", "-", "Where is a caf\u00e9?", "--model", tiny_model, "--json", input=b"\xef\xbb\xbfcaf\xe9 near me?\n")
+    assert r.exit_code == 0, r.output  # a BOM dropped, an invalid byte replaced
+    assert strict_json(r.stdout) == strict_json(run("similarity", "caf\ufffd near me?", "Where is a caf\u00e9?", "--model", tiny_model, "--json").stdout)
     r = run("similarity", "-", "-", "--model", tiny_model, input="a\nb\n")
     assert r.exit_code == 2 and "Error: only one of the two questions can come from stdin" in r.output
     r = run("similarity", "-", "b?", "--model", tiny_model, input="  \n")

@@ -92,9 +92,16 @@ def check_out_dir(path: Path) -> None:
         raise click.ClickException(f"cannot create or write {path}: {parent} is not a writable folder; choose another --out")
 
 
+def read_stdin() -> str:
+    """All of stdin, decoded as the file readers decode `-`: UTF-8 with or without BOM, invalid bytes replaced."""
+    from dupfinder.io import ReadReport, decode, read_bytes
+
+    return decode(read_bytes("-"), ReadReport("<stdin>"))
+
+
 def read_stdin_question(param_hint: str) -> str:
     """A question given as `-`: the whole of stdin, stripped."""
-    text = click.get_text_stream("stdin").read().strip()
+    text = read_stdin().strip()
     if not text:
         raise click.BadParameter("stdin held no question", param_hint=param_hint)
     return text

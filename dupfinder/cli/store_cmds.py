@@ -8,7 +8,7 @@ import time
 import click
 
 from dupfinder.cli.main import cli
-from dupfinder.cli.options import (index_option, input_column_options, json_option, log, model_option, nonempty, progress,
+from dupfinder.cli.options import (index_option, input_column_options, json_option, log, model_option, nonempty, progress, read_stdin,
                                    threads_option, threshold_option, verdict_option)
 from dupfinder.cli.output import dumps, emit_json, hits_table, info_table
 from dupfinder.engine import Engine, load_encoder, read_questions, set_threads
@@ -85,7 +85,7 @@ def query(question, index_dir, k, threshold, query_file, text_column, id_column,
         raise click.UsageError("give either a QUESTION or --file FILE")
     texts = None
     if question == "-":
-        texts = [line.strip() for line in click.get_text_stream("stdin").read().splitlines() if line.strip()]
+        texts = [line.strip() for line in read_stdin().splitlines() if line.strip()]
         if not texts:
             raise click.BadParameter("stdin held no question", param_hint="QUESTION")
         question = texts[0] if len(texts) == 1 else None
