@@ -236,6 +236,15 @@ def test_bad_input_errors(built, tmp_path):
     assert same()
 
 
+def test_a_new_index_of_only_empty_questions_is_refused_and_not_created(tmp_path, tiny_model):
+    empty = tmp_path / "e.csv"
+    empty.write_text("id,question\n1,\n2,  \n")
+    r = run("index", empty, "--index", tmp_path / "ix", "--model", tiny_model)
+    assert r.exit_code == 1
+    assert r.output == f"{empty}: 2 rows, 0 kept, 2 skipped (empty question)\nError: no questions to index: every one was empty\n"
+    assert not (tmp_path / "ix").exists()
+
+
 def test_missing_foreign_and_corrupt_index_errors(built, tmp_path):
     r = run("query", "How old are you?", "--index", tmp_path / "none")
     assert (r.exit_code, r.output) == (1, f"Error: no index at {tmp_path / 'none'}; build one with: dupfinder index FILE --index {tmp_path / 'none'}\n")
