@@ -73,9 +73,9 @@ class MiniLM:
     name = "all-MiniLM-L6-v2"
 
     def __init__(self, batch_size: int = 64):
-        from dupfinder.distill import minilm  # the loader `dupfinder teacher` uses too
-
         try:
+            from dupfinder.train.teacher import minilm  # the loader `dupfinder teacher` uses too (needs torch)
+
             self.encode_texts, self.version = minilm(batch_size)
         except ImportError as e:
             raise Missing(f"{e.name} is not installed ({INSTALL_HINT})") from None

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import environment, print_environment  # noqa: E402
+from common import environment, print_environment, set_threads  # noqa: E402
 
 DATA = Path(__file__).parents[1].parent / "shared/data/quora"
 
@@ -64,7 +64,8 @@ def labeled_metrics(pred_of: dict, qid1: np.ndarray, qid2: np.ndarray, label: np
 def quality(name: str, encoder, qids: list[int], texts: list[str], gold_of: dict, labeled, taus: list[float], k: int,
             exact_below: int) -> dict:
     """Encode once, search once at the lowest tau, then cluster with and without the guard at each tau."""
-    from dupfinder.dedup import DedupConfig, dedup_encoded, edges_from_knn, encode_distinct, knn_exact, knn_partitioned
+    from dupfinder.dedup import DedupConfig, dedup_encoded, edges_from_knn, encode_distinct, knn_partitioned
+    from dupfinder.knn import exact_search
 
     t0 = time.perf_counter()
     enc = encode_distinct(encoder, texts, np.ones(len(texts), bool))
@@ -73,7 +74,7 @@ def quality(name: str, encoder, qids: list[int], texts: list[str], gold_of: dict
     t0 = time.perf_counter()
     exact = len(enc.x) <= exact_below
     if exact:
-        scores, ids = knn_exact(enc.x, k + 1, base.block_size)
+        scores, ids = exact_search(enc.x, enc.x, k + 1, base.block_size)
     else:
         scores, ids = knn_partitioned(enc.x, k + 1, base)
     edges = edges_from_knn(scores, ids, base.threshold)
@@ -148,7 +149,7 @@ def sample_by_cluster(gold_of: dict, n: int, seed: int) -> list[int]:
 
 
 def gold_for(pairs) -> tuple[dict, tuple]:
-    from dupfinder.data import duplicate_clusters
+    from dupfinder.io import duplicate_clusters
 
     return duplicate_clusters(pairs), (pairs.qid1, pairs.qid2, pairs.label)
 
@@ -199,13 +200,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON results (default: benchmarks/results/dedup-<date>.json)")
     args = ap.parse_args()
 
-    import faiss
-    import torch
-
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    set_threads(args.threads)
     from dupfinder import load_model
-    from dupfinder.data import load_pairs
+    from dupfinder.io import load_pairs
 
     env = environment()
     print_environment(env)

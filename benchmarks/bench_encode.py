@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import environment, print_environment, timed  # noqa: E402
+from common import environment, print_environment, set_threads, timed  # noqa: E402
 
 
 def main() -> None:
@@ -28,11 +28,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "encode.json"))
     args = ap.parse_args()
 
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from dupfinder import load_model
-    from dupfinder.data import load_pairs
+    from dupfinder.io import load_pairs
 
     env = environment()
     print_environment(env)

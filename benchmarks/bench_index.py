@@ -7,11 +7,13 @@ Targets (issue 3): index 100,000 questions in <= 30 s on 2 cores (encoding inclu
 500,000, p50 <= 1 ms at recall@10 >= 0.98 of exact; a cold `dupfinder query` in <= 2 s.
 
 Paths compared per query (k=10, one query at a time, dev questions):
-  new: numpy encode (no torch) + the index's default search (flat: PQ scan + exact rescoring of
-       the candidates; hnsw: the graph at the recorded efSearch) + SQLite rows
-  old: torch encode + exact FAISS scan of every vector (flat) + SQLite rows
+  new: numpy encode (no torch) + the store's search (`LocalStore.search`, what `Engine.query` runs;
+       flat: PQ scan + exact rescoring of the candidates, from ScanConfig.min_count questions up;
+       hnsw: the graph at the recorded efSearch)
+       + the store's records (`LocalStore.get`)
+  old: torch encode + exact scan of every stored vector (`knn.exact_search`; flat) + the store's records
 
-Recall@10 is against exact numpy search over the index's own float32 vectors, reported two ways:
+Recall@10 is against exact search (`knn.exact_search`) over the store's own float32 vectors, reported two ways:
 by id, and counting ties as hits (a returned question scoring at least the exact 10th score is a
 hit: questions with the same tokens have the same vector, and then which of them is "the" 10th is
 arbitrary; FAISS's own exact search scores below 1 by id for that reason).
@@ -20,6 +22,7 @@ Examples:
   python benchmarks/bench_index.py --n 100000 --threads 2
   python benchmarks/bench_index.py --n 0 --kind hnsw --out indexes/bench-hnsw --build-only   # 0: all unique train questions
   python benchmarks/bench_index.py --n 0 --kind hnsw --out indexes/bench-hnsw                # reuses it, measures
+  python benchmarks/bench_index.py --n 5000 --queries 100 --cold-runs 2 --results /tmp/bi    # a quick check
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import environment, print_environment  # noqa: E402
+from common import environment, print_environment, set_threads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "quora"
@@ -47,7 +50,7 @@ DATA = ROOT.parent / "shared" / "data" / "quora"
 
 def write_corpus(train: str, n: int, path: Path) -> int:
     """The first n unique train questions (all when n is 0) as id,question."""
-    from dupfinder.data import load_questions
+    from dupfinder.io import load_questions
 
     qs = load_questions(train)
     ids, texts = qs.ids[: n or None], qs.texts[: n or None]
@@ -97,9 +100,9 @@ def main() -> None:
     p.add_argument("--kind", choices=["flat", "hnsw"], default="flat")
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     p.add_argument("--threads", type=int, default=2, help="torch and FAISS threads for building")
-    p.add_argument("--hnsw-m", type=int, default=None, help="HNSW graph degree (default: HnswConfig's)")
-    p.add_argument("--ef-construction", type=int, default=None)
-    p.add_argument("--ef-search", type=int, default=None, help="recorded efSearch of a new HNSW index")
+    # the settings of earlier runs (see their JSON): the store now creates every HNSW index with HnswConfig's
+    for option in ("--hnsw-m", "--ef-construction", "--ef-search"):
+        p.add_argument(option, type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--queries", type=int, default=1000, help="warm queries timed (dev questions)")
     p.add_argument("--out", default=None, help="keep the index here (reused if it exists); default a temp dir")
     p.add_argument("--build-only", action="store_true", help="build (or find) the index at --out and stop")
@@ -108,17 +111,15 @@ def main() -> None:
     p.add_argument("--cold-runs", type=int, default=7)
     p.add_argument("--results", default=str(Path(__file__).parent / "results"), help="folder for the JSON")
     args = p.parse_args()
+    if args.hnsw_m is not None or args.ef_construction is not None or args.ef_search is not None:
+        p.error("--hnsw-m, --ef-construction and --ef-search are gone: dupfinder's store creates an HNSW index with "
+                "HnswConfig's settings (dupfinder/store/vectors.py; change them there to measure others), and the "
+                "measurement sweeps efSearch from 32 to 256")
 
-    import faiss
-    import torch
-
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    set_threads(args.threads)
     env = environment()
     print_environment(env)
     result: dict = {**env, "args": vars(args)}
-
-    from dupfinder.index import HnswConfig, add_questions, encoder_for_writing, questions_from_files
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_index_"))
     out = Path(args.out) if args.out else tmp / "index"
@@ -126,35 +127,13 @@ def main() -> None:
         if not (out / "manifest.json").exists():
             corpus = tmp / "corpus.csv"
             n = write_corpus(args.train, args.n, corpus)
-            hnsw = HnswConfig()
-            for name, value in (("m", args.hnsw_m), ("ef_construction", args.ef_construction), ("ef_search", args.ef_search)):
-                if value is not None:
-                    setattr(hnsw, name, value)
-            encoder = encoder_for_writing(out, args.model)
-            t0 = time.perf_counter()
-            questions = questions_from_files([str(corpus)])
-            t_read = time.perf_counter()
-            encode, timing = encoder.encode, {}
-
-            def timed_encode(texts, **kw):
-                s = time.perf_counter()
-                v = encode(texts, **kw)
-                timing["encode"] = time.perf_counter() - s
-                return v
-
-            encoder.encode = timed_encode
-            report = add_questions(out, encoder, questions, kind=args.kind, hnsw=hnsw)
-            total = time.perf_counter() - t0
-            build = {
-                "questions": report.added, "of": n, "seconds": round(total, 2), "questions_per_s": round(report.added / total),
-                "read_s": round(t_read - t0, 2), "encode_s": round(timing["encode"], 2),
-                "faiss_sqlite_publish_s": round(total - (t_read - t0) - timing["encode"], 2),
-            }
+            build = build_index(out, corpus, args)
+            build["of"] = n
             result["build"] = build
             print(
-                f"index {args.kind}: {report.added:,} of {n:,} questions in {total:.1f} s ({build['questions_per_s']:,} q/s): "
+                f"index {args.kind}: {build['questions']:,} of {n:,} questions in {build['seconds']:.1f} s ({build['questions_per_s']:,} q/s): "
                 f"read {build['read_s']:.1f} s, encode {build['encode_s']:.1f} s, "
-                f"dedup + FAISS (+ PQ scan) + SQLite + publish {build['faiss_sqlite_publish_s']:.1f} s",
+                f"dedup + FAISS (+ PQ scan) + SQLite {build['faiss_sqlite_s']:.1f} s",
                 flush=True,
             )
         else:
@@ -170,39 +149,89 @@ def main() -> None:
     print(f"wrote {path}")
 
 
+class TimedEncoder:
+    """The engine's encoder, timing its `encode` calls (`seconds`)."""
+
+    def __init__(self, encoder):
+        self._encoder, self.seconds = encoder, 0.0
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+    def encode(self, texts, **kw):
+        start = time.perf_counter()
+        try:
+            return self._encoder.encode(texts, **kw)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def build_index(out: Path, corpus: Path, args) -> dict:
+    """`Engine.add` of the corpus file's questions, timed in parts: read, encode, and the rest
+    (planning, FAISS, SQLite)."""
+    from dupfinder.engine import Engine, read_questions
+
+    with Engine.for_writing(out, args.model, args.kind) as engine:
+        engine.encoder = TimedEncoder(engine.encoder)
+        t0 = time.perf_counter()
+        questions = read_questions([str(corpus)])
+        t_read = time.perf_counter()
+        report = engine.add(questions)
+        total = time.perf_counter() - t0
+        t_encode = engine.encoder.seconds
+    return {
+        "questions": report.added, "seconds": round(total, 2), "questions_per_s": round(report.added / total),
+        "read_s": round(t_read - t0, 2), "encode_s": round(t_encode, 2),
+        "faiss_sqlite_s": round(total - (t_read - t0) - t_encode, 2),
+    }
+
+
 def texts_from(dev: str, n: int) -> list[str]:
-    from dupfinder.data import load_questions
+    from dupfinder.io import load_questions
 
     return [t for t in load_questions(dev).texts if t][:n]
 
 
 def measure_index(out: Path, args, texts: list[str], result: dict) -> None:
     """Warm latency of the new and old query paths with recall, then the cold process, into `result`."""
-    from dupfinder.encode import load_model
-    from dupfinder.index import open_with_model
-    from dupfinder.search import exact_search
+    import faiss
 
-    index, _ = open_with_model(out, args.model)
-    encoder = load_model(index.model_path if args.model is None else args.model)  # auto: numpy for one question
-    torch_encoder = load_model(index.model_path if args.model is None else args.model, backend="torch")
+    from dupfinder.engine import Engine
+    from dupfinder.knn import exact_search
+    from dupfinder.model.encoder import load_model, torch_installed
+
+    engine = Engine.open(out, args.model)  # the store, and the model that built it (auto: numpy for one question)
+    store, encoder = engine.store, engine.encoder
+    torch_encoder = load_model(encoder.path, backend="torch") if torch_installed() else None
+    manifest = store.manifest
+    scan = manifest.get("scan") if store.kind == "flat" else None
+    scan_built = scan is not None and store.count >= scan["min_count"]  # the store builds the scan from min_count questions
     result["index"] = {
-        "count": index.count, "kind": index.kind, "dimension": index.dim, "size_mb": round(index.size_bytes() / 1e6, 1),
-        **({"hnsw": index.manifest["hnsw"]} if index.kind == "hnsw" else {"scan": index.manifest.get("scan")}),
-        "scan_file": index.scan_index is not None,
+        "count": store.count, "kind": store.kind, "dimension": store.dim, "size_mb": round(store.info()["size_bytes"] / 1e6, 1),
+        **({"hnsw": manifest["hnsw"]} if store.kind == "hnsw" else {"scan": scan}),
+        "scan_built": scan_built,
     }
-    print(f"index: {index.count:,} questions, {index.kind}, d={index.dim}, {result['index']['size_mb']:,.0f} MB on disk"
-          + (f", HNSW {index.manifest['hnsw']}" if index.kind == "hnsw" else f", scan {index.manifest.get('scan')} "
-             f"({'present' if index.scan_index is not None else 'absent: exact search'})"), flush=True)
+    print(f"index: {store.count:,} questions, {store.kind}, d={store.dim}, {result['index']['size_mb']:,.0f} MB on disk"
+          + (f", HNSW {manifest['hnsw']}" if store.kind == "hnsw" else f", scan {scan} "
+             f"({'built' if scan_built else 'not built: exact search'})"), flush=True)
     print(f"warm queries: {len(texts)} dev questions one at a time, k=10 (encode + search + metadata)")
+    if torch_encoder is None:
+        print("  torch is not installed: the old path (torch encode) is left out")
 
-    qv = torch_encoder.encode(texts)  # (q, d)
-    all_ids, vectors = index.vectors()
+    qv = (torch_encoder or encoder).encode(texts)  # (q, d)
+    all_ids, vectors = store.all_vectors()  # (n,), (n, d): every stored question
     want_scores, want_rows = exact_search(vectors, qv, 10)
     want_ids = all_ids[want_rows]
+
+    def exact(v):
+        """The old flat path: every stored vector compared (as the old `search(..., exact=True)`)."""
+        scores, rows = exact_search(vectors, v, 10)
+        return scores, np.where(rows >= 0, all_ids[rows], -1)
+
     paths = {}
 
     def measure(label, encode, search):
-        paths[label] = time_queries(texts, encode, search, index.rows)
+        paths[label] = time_queries(texts, encode, search, store.get)
         got = [search(v[None]) for v in qv]  # one query at a time, as timed
         got_scores, got_ids = np.vstack([g[0] for g in got]), np.vstack([g[1] for g in got])
         paths[label].update(recall(got_scores, got_ids, want_scores, want_ids))
@@ -211,19 +240,26 @@ def measure_index(out: Path, args, texts: list[str], result: dict) -> None:
               f"({t['recall_at_10_ties_as_hits']:.4f} counting ties)\n"
               f"    encode {fmt(t['encode'])}\n    search {fmt(t['search'])}\n    rows   {fmt(t['rows'])}", flush=True)
 
-    if index.kind == "flat":
-        measure("new: numpy encode + PQ scan + exact rescoring", encoder.encode, lambda v: index.search(v, 10))
-        measure("old: torch encode + exact FAISS scan", torch_encoder.encode, lambda v: index.search(v, 10, exact=True))
+    # one query at a time: FAISS on one thread, as the store itself searches a few queries
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    if store.kind == "flat":
+        measure(f"new: numpy encode + {'PQ scan + exact rescoring' if scan_built else 'exact scan (no PQ scan below min_count)'}",
+                encoder.encode, lambda v: store.search(v, 10))
+        if torch_encoder is not None:
+            measure("old: torch encode + exact scan of every vector", torch_encoder.encode, exact)
     else:
-        recorded = index.ef_search
+        recorded = store.ef_search
         for ef in sorted({32, 48, 64, 96, 112, recorded, 128, 256}):
-            index.ef_search = ef
+            store.ef_search = ef
             measure(f"numpy encode + HNSW efSearch {ef}{' (recorded)' if ef == recorded else ''}", encoder.encode,
-                    lambda v: index.search(v, 10))
-        index.ef_search = recorded
-        measure(f"old: torch encode + HNSW efSearch {recorded}", torch_encoder.encode, lambda v: index.search(v, 10))
+                    lambda v: store.search(v, 10))
+        store.ef_search = recorded
+        if torch_encoder is not None:
+            measure(f"old: torch encode + HNSW efSearch {recorded}", torch_encoder.encode, lambda v: store.search(v, 10))
+    faiss.omp_set_num_threads(threads)
     result["warm"] = paths
-    index.close()
+    engine.close()
 
     exe = shutil.which("dupfinder") or str(Path(sys.executable).parent / "dupfinder")
     cmd = [exe, "query", "How old are you?", "--index", str(out)] + (["--model", args.model] if args.model else [])
@@ -241,8 +277,8 @@ def measure_index(out: Path, args, texts: list[str], result: dict) -> None:
         capture_output=True, text=True,
     )
     imports = subprocess.run(
-        [sys.executable, "-c", "import time; t=time.perf_counter(); import torch; a=time.perf_counter(); import faiss; "
-         "b=time.perf_counter(); print(f'{a-t:.3f} {b-a:.3f}')"], capture_output=True, text=True,
+        [sys.executable, "-c", "import time; t=time.perf_counter()\ntry: import torch\nexcept ImportError: t=float('nan')\n"
+         "a=time.perf_counter(); import faiss; b=time.perf_counter(); print(f'{a-t:.3f} {b-a:.3f}')"], capture_output=True, text=True,
     ).stdout.split()
     result["cold"] = {
         "command": " ".join(cmd), "runs_s": [round(c, 3) for c in cold], "median_s": round(statistics.median(cold), 3),

@@ -24,15 +24,16 @@ Deterministic: the same train file gives the same bytes (seeded draws, sorted by
 0). Quora made this data available for non-commercial purposes only; so is this corpus.
 
 Example: python benchmarks/make_demo_corpus.py ../shared/data/quora/train.csv.gz
+         python benchmarks/make_demo_corpus.py --out /tmp/questions.csv.gz   # check: cmp with the shipped file
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import io
 import re
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def clusters_of(questions: dict[int, str], edges: list[tuple[int, int]]) -> dict
     return dict(members)
 
 
-def main(train_file: str) -> None:
+def main(train_file: str, out: Path = OUT) -> None:
     questions, edges = read_pairs(train_file)
     clusters = clusters_of(questions, edges)
     queries = {normalize(q) for q in QUERIES}
@@ -175,8 +176,8 @@ def main(train_file: str) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["id", "question"])
     writer.writerows(sorted(corpus.items()))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_bytes(gzip.compress(buf.getvalue().encode("utf-8"), compresslevel=9, mtime=0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(gzip.compress(buf.getvalue().encode("utf-8"), compresslevel=9, mtime=0))
 
     print(f"{train_file}: {len(questions):,} questions, {len(groups):,} duplicate clusters of 2+ usable questions "
           f"({sum(map(len, groups)):,} questions), {len(singles):,} usable questions in no duplicate pair")
@@ -184,8 +185,13 @@ def main(train_file: str) -> None:
         print(f"  pinned '{topic}': {len(ids)} clusters, {sum(len(groups[i]) for i in ids)} questions")
     print(f"pinned: {n_pinned_clusters} clusters, {n_pinned:,} questions; drawn: {drawn:,} clusters, "
           f"{n_clustered - n_pinned:,} questions; no duplicate: {len(corpus) - n_clustered:,} questions")
-    print(f"wrote {OUT}: {len(corpus):,} questions, {OUT.stat().st_size / 1e6:.2f} MB")
+    print(f"wrote {out}: {len(corpus):,} questions, {out.stat().st_size / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[2] / "shared" / "data" / "quora" / "train.csv.gz"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("train", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "quora" / "train.csv.gz"),
+                    help="the Quora training pairs file (default: %(default)s)")
+    ap.add_argument("--out", type=Path, default=OUT, help="file to write (default: the shipped demo corpus, %(default)s)")
+    args = ap.parse_args()
+    main(args.train, args.out)

@@ -39,14 +39,13 @@ def main(argv=None) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("matplotlib is not installed: pip install 'dupfinder[bench]'")
-    import torch
-
     from dupfinder import load_model
-    from dupfinder.data import load_pairs
-    from dupfinder.evaluate import pair_metrics, roc_auc, threshold_sweep
-    from dupfinder.pairs_eval import score_pairs
+    from dupfinder.engine import set_threads
+    from dupfinder.evaluation.metrics import pair_metrics, roc_auc, threshold_sweep
+    from dupfinder.evaluation.pairs import score_pairs
+    from dupfinder.io import load_pairs
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     encoder = load_model(args.model)
     pairs = load_pairs(args.pairs)
     scores = score_pairs(encoder, pairs)
@@ -73,7 +72,7 @@ def main(argv=None) -> None:
     ax.axvline(tau, color="grey", linestyle="--", linewidth=1)
     ax.annotate(f"tau {tau:.3f}\naccuracy {at_tau['accuracy']:.3f}\nF1 {at_tau['f1']:.3f}", (tau, 0.05), xytext=(6, 0), textcoords="offset points", fontsize=8)
     ax.set_xlim(max(-1.0, float(t.min())), min(1.0, float(t.max())))
-    ax.set_xlabel("threshold (cosine): duplicate when score > threshold")
+    ax.set_xlabel("threshold (cosine): duplicate when score >= threshold")
     ax.set_title(f"{name} on {source}", fontsize=10)
     save(plt, fig, ax, out / "threshold.png")
 

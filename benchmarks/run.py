@@ -101,7 +101,7 @@ def pair_block(scores, labels, tau, unseen) -> dict:
     """ROC-AUC, metrics at the model's tau (if it has one) and at the best threshold on dev itself."""
     import numpy as np
 
-    from dupfinder.evaluate import pair_metrics, roc_auc, threshold_sweep
+    from dupfinder.evaluation.metrics import pair_metrics, roc_auc, threshold_sweep
 
     sweep = threshold_sweep(scores, labels)
     best_tau = float(sweep["threshold"][int(np.argmax(sweep["accuracy"]))])
@@ -124,7 +124,7 @@ def run_dense(name, encode, bench, dev, unseen, tau, latency_texts) -> tuple:
     """
     import faiss
 
-    from dupfinder.retrieval import evaluate_vectors, pair_scores
+    from dupfinder.evaluation.retrieval import evaluate_vectors, pair_scores
 
     log(f"{name}: encoding {len(bench.corpus):,} questions")
     vectors, seconds = encode_corpus(encode, bench.corpus, name)
@@ -155,7 +155,7 @@ def speed_row(n: int, seconds: float, search_seconds: float, query, latency_text
 def run_tfidf(bench, dev, unseen, latency_texts) -> dict:
     from baselines import Tfidf
 
-    from dupfinder.retrieval import evaluate_ranker, pair_rows
+    from dupfinder.evaluation.retrieval import evaluate_ranker, pair_rows
 
     system = Tfidf()
     log(f"TF-IDF: fitting {len(bench.corpus):,} questions")
@@ -201,7 +201,7 @@ class Precomputed:
 
 
 def run_product(encoder, bench, vectors, latency_texts) -> dict:
-    """dupfinder's own index (flat and HNSW) and batch dedup, through their library functions.
+    """dupfinder's own index (flat and HNSW, through `Engine`) and batch dedup (`Engine.dedup`).
 
     Index builds start from the corpus vectors; dedup is timed end to end, encoding included.
     """
@@ -209,12 +209,8 @@ def run_product(encoder, bench, vectors, latency_texts) -> dict:
 
     import numpy as np
 
-    try:
-        from dupfinder.dedup import DedupConfig, dedup
-        from dupfinder.index import Question, QuestionIndex, add_questions
-        from dupfinder.search import query
-    except ImportError as e:
-        return {"skipped": f"dupfinder's index or dedup module is not available ({e}); index and dedup rows left out"}
+    from dupfinder.engine import Engine
+    from dupfinder.store.base import Question
 
     out: dict = {}
     questions = [Question(str(q), t) for q, t in zip(bench.corpus_qids.tolist(), bench.corpus)]
@@ -224,14 +220,17 @@ def run_product(encoder, bench, vectors, latency_texts) -> dict:
         for kind in ("flat", "hnsw"):
             directory = Path(tmp) / kind
             log(f"dupfinder index ({kind}): building over {len(questions):,} questions")
-            start = time.perf_counter()
-            report = add_questions(directory, Precomputed(encoder, bench.corpus, vectors), questions, kind=kind)
-            build = time.perf_counter() - start
-            with QuestionIndex.open(directory, encoder) as index:
-                found[kind] = index.search(query_vectors, 10)  # scores (q, 10), ids (q, 10)
+            with Engine.for_writing(directory, encoder.path, kind) as writer:
+                writer.encoder = Precomputed(writer.encoder, bench.corpus, vectors)
+                start = time.perf_counter()
+                report = writer.add(questions)
+                build = time.perf_counter() - start
+            # opened as `dupfinder query` opens it: the store with the model that built it
+            with Engine.open(directory, encoder.path) as engine:
+                found[kind] = engine.store.search(query_vectors, 10)  # scores (q, 10), ids (q, 10)
                 log(f"dupfinder index ({kind}): timing {len(latency_texts)} single queries")
-                latency = timed_each(lambda t: query(index, encoder, [t], k=10), latency_texts)
-                size = index.size_bytes()
+                latency = timed_each(lambda t: engine.query([t], k=10), latency_texts)
+                size = engine.info()["size_bytes"]
             out[kind] = {"build_seconds": build, "questions": report.count, "query_ms": latency, "size_bytes": size}
         (exact_scores, _), (hnsw_scores, _) = found["flat"], found["hnsw"]
         # tie-aware: an HNSW hit counts when it scores at least the exact 10th, so among equal
@@ -240,7 +239,7 @@ def run_product(encoder, bench, vectors, latency_texts) -> dict:
         out["hnsw"]["recall_at_10_vs_exact"] = float(np.mean(hits) / 10)
     log(f"dupfinder dedup: {len(bench.corpus):,} questions")
     start = time.perf_counter()
-    result = dedup(encoder, bench.corpus, np.ones(len(bench.corpus), dtype=bool), DedupConfig(threshold=encoder.threshold))
+    result, _ = Engine(encoder).dedup(bench.corpus, np.ones(len(bench.corpus), dtype=bool))
     seconds = time.perf_counter() - start
     out["dedup"] = {
         "questions": len(bench.corpus), "seconds": seconds, "qps": len(bench.corpus) / seconds,
@@ -299,7 +298,7 @@ def product_lines(product: dict) -> list[str]:
         "| dupfinder index and dedup | exact (flat) | HNSW |",
         "|---|---:|---:|",
         f"| index build from vectors, s (FAISS + SQLite, {f['questions']:,} questions) | {f['build_seconds']:.1f} | {h['build_seconds']:.1f} |",
-        f"| query p50, ms (`dupfinder.search.query`, k=10) | {f['query_ms']['p50']:.2f} | {h['query_ms']['p50']:.2f} |",
+        f"| query p50, ms (`Engine.query`, k=10) | {f['query_ms']['p50']:.2f} | {h['query_ms']['p50']:.2f} |",
         f"| query p99, ms | {f['query_ms']['p99']:.2f} | {h['query_ms']['p99']:.2f} |",
         f"| recall@10 against exact | 1 | {h['recall_at_10_vs_exact']:.4f} |",
         f"| index size, MB | {f['size_bytes'] / 1e6:.1f} | {h['size_bytes'] / 1e6:.1f} |",
@@ -336,20 +335,17 @@ def main(argv=None) -> dict:
     t_run = time.perf_counter()
     import json
 
-    import faiss
     import numpy as np
-    import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from common import environment, print_environment
+    from common import environment, print_environment, set_threads
 
     from dupfinder import load_model
-    from dupfinder.artifacts import write_atomic
-    from dupfinder.data import load_pairs
-    from dupfinder.retrieval import build_benchmark, unseen_pair_mask
+    from dupfinder.atomic import write_atomic
+    from dupfinder.evaluation.retrieval import build_benchmark, unseen_pair_mask
+    from dupfinder.io import load_pairs
 
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    set_threads(args.threads)
     env = environment()
     env["threads"] = args.threads
     print_environment(env)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # common.py, baselines.py
-from common import environment, print_environment  # noqa: E402
+from common import environment, print_environment, set_threads  # noqa: E402
 
 DATA = Path(__file__).parents[1].parent / "shared/data/quora"
 
@@ -42,7 +42,7 @@ def mixed_top(dense: np.ndarray, tfidf, queries: np.ndarray, w: float, n: int, b
 def sweep(bench, encode, weights: list[float]) -> list[dict]:
     from baselines import Tfidf
 
-    from dupfinder.retrieval import evaluate_top
+    from dupfinder.evaluation.retrieval import evaluate_top
 
     dense = np.asarray(encode(bench.corpus), dtype=np.float32)
     tfidf = Tfidf()
@@ -73,13 +73,11 @@ def main() -> None:
     args = ap.parse_args()
     weights = [float(w) for w in args.weights.split(",")]
 
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from dupfinder import load_model
-    from dupfinder.data import load_pairs
-    from dupfinder.retrieval import build_benchmark
-    from dupfinder.train import TrainConfig, prepare
+    from dupfinder.evaluation.retrieval import build_benchmark
+    from dupfinder.io import load_pairs
+    from dupfinder.train.loop import TrainConfig, prepare
 
     env = environment()
     print_environment(env)

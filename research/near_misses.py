@@ -9,6 +9,11 @@ model's cosines follow MiniLM's (Spearman), and how often a model calls a duplic
 tau) a near miss that MiniLM scores below 0.7, where the changed word changed the question.
 MiniLM is a reference here, not ground truth. Needs the 'distill' extra.
 
+Needs an older dupfinder: the near misses are made by `near_miss_texts`, which went with `dupfinder
+teacher --swaps` (f890df7, measured worse), and --teacher reads the near-miss arrays (`swap_*`)
+only such teacher files hold. Without it the script stops with a message; run it in a checkout of
+commit a0d98bb (there: `python benchmarks/near_misses.py ...`), which wrote the committed results.
+
 With --teacher FILE (from `dupfinder teacher --swaps N`, made from --train) it also scores a sample
 of that file's own near misses, the ones `train --kd-swaps` learns from: how far each model's
 cosines are from the training target 1 - stretch x (1 - MiniLM's cosine) (root-mean-square error),
@@ -27,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # common.py
-from common import environment, print_environment  # noqa: E402
+from common import environment, print_environment, set_threads  # noqa: E402
 
 DATA = Path(__file__).parents[1].parent / "shared/data/quora"
+OLDER = "a0d98bb"  # the last commit with near_miss_texts and teacher --swaps, where this script is benchmarks/near_misses.py
 CUT = 0.7  # MiniLM below this: the changed word changed the question (its best dev threshold is 0.757)
 MINILM_TAU = 0.757  # MiniLM's best dev threshold: below it, a teacher file's near miss asks something else
 NAMED = [("How old are you?", "What is your age?"), ("Where are you from?", "Where are you going?")]
@@ -54,13 +60,17 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "near_misses.json"))
     args = ap.parse_args()
 
-    import torch
-
-    torch.set_num_threads(args.threads)
+    try:
+        from dupfinder.train.teacher import near_miss_texts
+    except ImportError:
+        sys.exit(f"near_misses.py needs near_miss_texts, removed from dupfinder with `dupfinder teacher --swaps`; "
+                 f"run it in a checkout of commit {OLDER} (git worktree add ../dupfinder-{OLDER} {OLDER}), "
+                 f"where it is benchmarks/near_misses.py")
+    set_threads(args.threads)
     from dupfinder import load_model
-    from dupfinder.data import load_pairs
-    from dupfinder.distill import near_miss_texts, minilm
+    from dupfinder.io import load_pairs
     from dupfinder.text import tokenize
+    from dupfinder.train.teacher import minilm
 
     env = environment()
     print_environment(env)

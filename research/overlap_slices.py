@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # common.py, baselines.py
-from common import environment, print_environment  # noqa: E402
+from common import environment, print_environment, set_threads  # noqa: E402
 
 DATA = Path(__file__).parents[1].parent / "shared/data/quora"
 EDGES = (0.0, 0.2, 0.4, 0.6, 1.01)  # slices of word overlap: [0, 0.2), [0.2, 0.4), [0.4, 0.6), [0.6, 1]
@@ -48,7 +48,7 @@ def word_overlap(a: list[str], b: list[str]) -> np.ndarray:
 
 def slice_rows(scores: np.ndarray, labels: np.ndarray, overlap: np.ndarray, threshold: float) -> list[dict]:
     """Per overlap slice: recall and false-duplicate rate at `threshold`, and ROC-AUC (no threshold)."""
-    from dupfinder.evaluate import roc_auc
+    from dupfinder.evaluation.metrics import roc_auc
 
     called = scores >= threshold
     rows = []
@@ -73,12 +73,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "overlap_slices.json"))
     args = ap.parse_args()
 
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from dupfinder import load_model
-    from dupfinder.data import load_pairs
-    from dupfinder.evaluate import calibrate
+    from dupfinder.evaluation.calibrate import calibrate
+    from dupfinder.io import load_pairs
 
     env = environment()
     print_environment(env)

@@ -1,9 +1,9 @@
 """Could a teacher pass dev labels to the student? Dev pairs among a teacher file's neighbour pairs.
 
 all-MiniLM-L6-v2 lists Quora Question Pairs among its training sets, so it may have learned dev
-pairs as duplicates. `dupfinder train --kd-swaps` learns the teacher's cosine of each training
-question and its teacher neighbours (`dupfinder teacher --neighbours K`). A dev pair whose two
-questions are such a neighbour pair would reach the student through the teacher. This counts,
+pairs as duplicates. Training with a recipe's `kd_swaps` (the `--kd-swaps` option when the
+committed results were made) learns the teacher's cosine of each training question and its teacher
+neighbours (`dupfinder teacher --neighbours K`). A dev pair whose two questions are such a neighbour pair would reach the student through the teacher. This counts,
 per dev label, the dev pairs whose questions are both in the training file (which the benchmark's
 split by pair allows for any Quora-trained model) and those that are teacher-neighbour pairs.
 Questions match by their normalized text (`dupfinder.text.normalize`).
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON file to write (default: none)")
     args = ap.parse_args()
 
-    from dupfinder.data import load_pairs
+    from dupfinder.io import load_pairs
 
     env = environment()
     print_environment(env)

