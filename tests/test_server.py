@@ -282,6 +282,7 @@ def test_no_index(tmp_path):
 # ---------------------------------------------------------------- no key; kill -9; the CLI beside the server
 
 
+@pytest.mark.slow  # two server processes, a CLI process and a kill: about 5 s of CPU
 def test_open_writes_survive_kill_9_and_cli_writes_reach_the_server(tmp_path):
     """Without a key writes are open (loopback only). An acknowledged add survives kill -9; questions
     the CLI indexes while the server runs show up in its searches."""
