@@ -246,6 +246,12 @@ def main() -> None:
     import uvicorn
 
     env["versions"] |= {"fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__}
+    try:  # uvicorn's HTTP parser: httptools when installed, else h11 (pure Python, slower)
+        import httptools
+
+        env["versions"]["httptools"] = httptools.__version__
+    except ImportError:
+        env["versions"]["httptools"] = "not installed (h11)"
     print_environment(env)
     args.work.mkdir(parents=True, exist_ok=True)
     cached, spare = build_index(args.work, args.n, args.train)

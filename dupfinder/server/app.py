@@ -242,10 +242,10 @@ def _remove(engine, wanted: str) -> dict | None:
 # ---------------------------------------------------------------- the app
 
 
-def create_app(engine, api_key: str | None = None, limits: Limits | None = None, max_search_batch: int = 64) -> FastAPI:
+def create_app(engine, api_key: str | None = None, limits: Limits | None = None, max_search_batch: int = 8) -> FastAPI:
     """The HTTP app over `engine` (its store must be open). With `api_key`, writes need the header
     `Authorization: Bearer <api_key>`. `limits` bounds each request; `max_search_batch` the
-    searches run together in one engine call.
+    questions searched together in one engine call (see `EngineWorker`).
 
     >>> import uvicorn
     >>> uvicorn.run(create_app(Engine.open("indexes/mine"), api_key="s3cret"), port=8000)

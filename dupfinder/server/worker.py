@@ -23,10 +23,15 @@ class _Search:
 
 class EngineWorker:
     """Runs engine calls on its own thread. `await worker.call(fn, *args)` for anything;
-    `await worker.search(texts, k)` for searches, which are batched with their neighbours in the queue
-    (up to `max_batch` texts)."""
+    `await worker.search(texts, k)` for searches, which are batched with their neighbours in the queue.
 
-    def __init__(self, engine, max_batch: int = 64):
+    The engine sees at most `max_batch` texts a call (a larger request is split). On 100,000
+    questions (2 cores) a query costs 1.5 ms of CPU alone, 0.81 ms each in a batch of 8 and 0.77 in
+    one of 15; from 16 queries on, the local store leaves its PQ scan for an exact scan that cost
+    17 ms a query.
+    """
+
+    def __init__(self, engine, max_batch: int = 8):
         self.engine = engine
         self.max_batch = max_batch
         self._jobs: collections.deque = collections.deque()
@@ -106,8 +111,9 @@ class EngineWorker:
     def _search(self, batch: list[_Search]) -> None:
         """Run `batch` (futures marked running) as one engine query."""
         texts = [t for job in batch for t in job.texts]
+        k = max(job.k for job in batch)
         try:
-            hits = self.engine.query(texts, max(job.k for job in batch))
+            hits = [row for i in range(0, len(texts), self.max_batch) for row in self.engine.query(texts[i : i + self.max_batch], k)]
         except BaseException as e:
             if len(batch) > 1:  # let each search fail (or succeed) on its own
                 for job in batch:
