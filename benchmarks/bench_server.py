@@ -227,12 +227,93 @@ def show(name: str, r: dict) -> None:
 # ---------------------------------------------------------------- phases
 
 
+class Workload:
+    """The requests of every phase: dev questions to search, unindexed train questions to add."""
+
+    def __init__(self, dev: Path, spare: list, seed: int = 0):
+        self.rng = random.Random(seed)
+        searches = [q.text for q in unique_questions(dev) if q.text.strip()]
+        self.rng.shuffle(searches)
+        self.searches = [request("POST", "/v1/search", {"question": t[:1000], "k": 5}) for t in searches[:5000]]
+        self.sent = 0
+        self.adds = iter(q for q in spare if q.text.strip())
+
+    def search(self, client: int):
+        self.sent += 1
+        return "search", self.searches[self.sent % len(self.searches)], None
+
+    def add(self, tag: str):
+        q = next(self.adds)
+        qid = f"bench-{tag}-{q.user_id}"
+        return "add", request("POST", "/v1/questions", {"questions": [{"id": qid, "text": q.text[:1000]}]}), qid
+
+    def mixed(self, tag: str):
+        return lambda client: self.add(tag) if self.rng.random() < 0.05 else self.search(client)
+
+
+def phase_writes(server: Server, work: Workload, n: int) -> dict:
+    """One client: n single-question adds, then a remove of each added one."""
+    ids: list[str] = []
+    add_lat: list[float] = []
+    remove_lat: list[float] = []
+
+    async def run():
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        for _ in range(n):
+            _, raw, qid = work.add("w")
+            t = time.perf_counter()
+            status, body = await exchange(reader, writer, raw)
+            add_lat.append(time.perf_counter() - t)
+            if status == 200 and json.loads(body)["questions"][0]["status"] == "added":
+                ids.append(qid)
+        for qid in ids:
+            t = time.perf_counter()
+            await exchange(reader, writer, request("DELETE", f"/v1/questions/{qid}"))
+            remove_lat.append(time.perf_counter() - t)
+        writer.close()
+
+    cpu0, load0 = server.cpu_seconds(), os.getloadavg()[0]
+    asyncio.run(run())
+    w = {"clients": 1, "add": percentiles(add_lat[10:]), "remove": percentiles(remove_lat[10:]), "acknowledged": len(ids),
+         "server_cpu_ms_per_request": round((server.cpu_seconds() - cpu0) / max(1, len(add_lat) + len(remove_lat)) * 1000, 3),
+         "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+    print(f"{'writes':<14}   1 client   add: p50 {w['add']['p50_ms']:.2f} p99 {w['add']['p99_ms']:.2f} max {w['add']['max_ms']:.1f} ms"
+          f"  remove: p50 {w['remove']['p50_ms']:.2f} p99 {w['remove']['p99_ms']:.2f} max {w['remove']['max_ms']:.1f} ms"
+          f"  ({len(ids)} of {n} acknowledged)  server CPU {w['server_cpu_ms_per_request']:.2f} ms/req", flush=True)
+    return w
+
+
+def phase_kill(server: Server, work: Workload, index: Path, clients: int, seconds: float, kill_after: float) -> tuple[dict, Server]:
+    """The mixed run with a kill -9 part-way, a restart, and every add looked up again."""
+    count_before = json.loads(asyncio.run(_get(server, "/v1/info")))["count"]
+    r = asyncio.run(load(server, clients, seconds, work.mixed("k"), kill_after=kill_after))
+    show("mixed, kill -9", r)
+    acked, attempted = r.pop("_acked"), r.pop("_attempted")
+    restart = time.perf_counter()
+    server = Server(index)
+    restart_s = time.perf_counter() - restart
+    present = asyncio.run(_present(server, acked))
+    unacked = [q for q in attempted if q not in set(acked)]
+    committed_unacked = asyncio.run(_present(server, unacked))
+    count_after = json.loads(asyncio.run(_get(server, "/v1/info")))["count"]
+    k = {k: v for k, v in r.items() if not k.startswith("_")} | {
+        "acknowledged_adds": len(acked), "present_after_restart": len(present), "lost": len(acked) - len(present),
+        "unacknowledged_adds": len(unacked), "unacknowledged_but_present": len(committed_unacked),
+        "count_before": count_before, "count_after": count_after,
+        "consistent": count_after == count_before + len(present) + len(committed_unacked), "restart_s": round(restart_s, 2)}
+    print(f"{'after kill -9':<14} restart {restart_s:.1f} s: {len(present)} of {len(acked)} acknowledged adds present "
+          f"(lost {k['lost']}); {len(committed_unacked)} of {len(unacked)} unanswered adds committed; "
+          f"count {count_before:,} -> {count_after:,} ({'consistent' if k['consistent'] else 'INCONSISTENT'})", flush=True)
+    return k, server
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="Folder for the cached index and the run's copy.")
     ap.add_argument("--n", type=int, default=100_000, help="Questions in the index (unique train questions).")
     ap.add_argument("--train", type=Path, default=DATA / "train.csv.gz")
     ap.add_argument("--dev", type=Path, default=DATA / "dev.csv", help="Where the search questions come from.")
+    ap.add_argument("--phases", default="search,writes,mixed,kill9", help="Which phases to run, in this order.")
     ap.add_argument("--clients", default="1,8,32", help="Concurrent clients of the search phases.")
     ap.add_argument("--seconds", type=float, default=10.0, help="Measured seconds per phase.")
     ap.add_argument("--writes", type=int, default=300, help="Adds (then removes) of the writes phase.")
@@ -240,6 +321,7 @@ def main() -> None:
     ap.add_argument("--kill-after", type=float, default=5.0, help="Seconds into the kill -9 run.")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "server.json")
     args = ap.parse_args()
+    phases = args.phases.split(",")
 
     env = environment()
     import fastapi
@@ -258,22 +340,7 @@ def main() -> None:
     index = args.work / "run-index"
     shutil.rmtree(index, ignore_errors=True)
     shutil.copytree(cached, index)
-    searches = [q.text for q in unique_questions(args.dev) if q.text.strip()]
-    spare = [q for q in spare if q.text.strip()]
-    rng = random.Random(0)
-    rng.shuffle(searches)
-    counter = iter(range(10**9))
-    search_raw = [request("POST", "/v1/search", {"question": t[:1000], "k": 5}) for t in searches[:5000]]
-
-    def search_request(c):
-        return "search", search_raw[next(counter) % len(search_raw)], None
-
-    adds = iter(spare)
-
-    def add_request(tag):
-        q = next(adds)
-        qid = f"bench-{tag}-{q.user_id}"
-        return "add", request("POST", "/v1/questions", {"questions": [{"id": qid, "text": q.text[:1000]}]}), qid
+    work = Workload(args.dev, spare)
 
     results: dict = {"environment": env, "n": args.n, "phases": {}}
     server = Server(index)
@@ -282,68 +349,22 @@ def main() -> None:
     results["index"] = info
     print(f"server pid {server.proc.pid}: {info['count']:,} questions ({info['kind']}), RSS {server.rss_mb():.0f} MB", flush=True)
     try:
-        for clients in [int(c) for c in args.clients.split(",")]:
-            r = asyncio.run(load(server, clients, args.seconds, search_request))
-            show("search", r)
-            results["phases"][f"search_{clients}"] = {k: v for k, v in r.items() if not k.startswith("_")}
-
-        # writes alone: one client, adds then removes
-        ids: list[str] = []
-        add_lat, remove_lat = [], []
-
-        async def writes():
-            reader, writer = await asyncio.open_connection(server.host, server.port)
-            for _ in range(args.writes):
-                _, raw, qid = add_request("w")
-                t = time.perf_counter()
-                status, body = await exchange(reader, writer, raw)
-                add_lat.append(time.perf_counter() - t)
-                if status == 200 and json.loads(body)["questions"][0]["status"] == "added":
-                    ids.append(qid)
-            for qid in ids:
-                t = time.perf_counter()
-                await exchange(reader, writer, request("DELETE", f"/v1/questions/{qid}"))
-                remove_lat.append(time.perf_counter() - t)
-            writer.close()
-
-        cpu0 = server.cpu_seconds()
-        asyncio.run(writes())
-        w = {"clients": 1, "add": percentiles(add_lat[10:]), "remove": percentiles(remove_lat[10:]), "acknowledged": len(ids),
-             "server_cpu_ms_per_request": round((server.cpu_seconds() - cpu0) / max(1, len(add_lat) + len(remove_lat)) * 1000, 3)}
-        print(f"{'writes':<14}   1 client   add: p50 {w['add']['p50_ms']:.2f} p99 {w['add']['p99_ms']:.2f} max {w['add']['max_ms']:.1f} ms"
-              f"  remove: p50 {w['remove']['p50_ms']:.2f} p99 {w['remove']['p99_ms']:.2f} max {w['remove']['max_ms']:.1f} ms"
-              f"  ({len(ids)} of {args.writes} acknowledged)", flush=True)
-        results["phases"]["writes"] = w
-
-        def mixed_request(tag):
-            def make(c):
-                return add_request(tag) if rng.random() < 0.05 else search_request(c)
-            return make
-
-        r = asyncio.run(load(server, args.mixed_clients, args.seconds, mixed_request("m")))
-        show("mixed", r)
-        results["phases"]["mixed"] = {k: v for k, v in r.items() if not k.startswith("_")}
-
-        count_before = json.loads(asyncio.run(_get(server, "/v1/info")))["count"]
-        r = asyncio.run(load(server, args.mixed_clients, args.seconds, mixed_request("k"), kill_after=args.kill_after))
-        show("mixed, kill -9", r)
-        acked, attempted = r.pop("_acked"), r.pop("_attempted")
-        restart = time.perf_counter()
-        server = Server(index)
-        restart_s = time.perf_counter() - restart
-        present = asyncio.run(_present(server, acked))
-        unacked = [q for q in attempted if q not in set(acked)]
-        committed_unacked = asyncio.run(_present(server, unacked))
-        count_after = json.loads(asyncio.run(_get(server, "/v1/info")))["count"]
-        k = {k: v for k, v in r.items() if not k.startswith("_")} | {
-            "acknowledged_adds": len(acked), "present_after_restart": len(present), "lost": len(acked) - len(present),
-            "unacknowledged_adds": len(unacked), "unacknowledged_but_present": len(committed_unacked),
-            "count_before": count_before, "count_after": count_after,
-            "consistent": count_after == count_before + len(present) + len(committed_unacked), "restart_s": round(restart_s, 2)}
-        print(f"{'after kill -9':<14} restart {restart_s:.1f} s: {len(present)} of {len(acked)} acknowledged adds present "
-              f"(lost {k['lost']}); {len(committed_unacked)} of {len(unacked)} unanswered adds committed; "
-              f"count {count_before:,} -> {count_after:,} ({'consistent' if k['consistent'] else 'INCONSISTENT'})", flush=True)
-        results["phases"]["kill9"] = k
+        for phase in phases:
+            if phase == "search":
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    r = asyncio.run(load(server, clients, args.seconds, work.search))
+                    show("search", r)
+                    results["phases"][f"search_{clients}"] = {k: v for k, v in r.items() if not k.startswith("_")}
+            elif phase == "writes":
+                results["phases"]["writes"] = phase_writes(server, work, args.writes)
+            elif phase == "mixed":
+                r = asyncio.run(load(server, args.mixed_clients, args.seconds, work.mixed("m")))
+                show("mixed", r)
+                results["phases"]["mixed"] = {k: v for k, v in r.items() if not k.startswith("_")}
+            elif phase == "kill9":
+                results["phases"]["kill9"], server = phase_kill(server, work, index, args.mixed_clients, args.seconds, args.kill_after)
+            else:
+                raise SystemExit(f"unknown phase {phase!r}; the phases are: search, writes, mixed, kill9")
     finally:
         server.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)

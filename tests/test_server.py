@@ -273,6 +273,12 @@ def test_refuses_a_public_address_without_a_key(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith(f"Error: cannot read the API key file {tmp_path / 'missing'}")
 
 
+def test_without_the_serve_extra():
+    code = "import sys; sys.modules['fastapi'] = None; from dupfinder.cli import cli; cli(['serve'])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (1, "Error: dupfinder serve needs fastapi: pip install 'dupfinder[serve]'\n")
+
+
 def test_no_index(tmp_path):
     r = _serve("--index", str(tmp_path / "none"))
     assert r.returncode == 1
