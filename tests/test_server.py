@@ -167,6 +167,7 @@ def _long(n: int) -> str:
     ({"question": "x", "k": 0}, 422, "k: input should be greater than or equal to 1"),
     ({"question": "x", "k": 101}, 422, "k: input should be less than or equal to 100 (this server's limit)"),
     ({"question": "x", "k": "five"}, 422, "k: input should be a valid integer"),
+    ({"question": "x", "k": True}, 422, "k: input should be a valid integer"),
     ({"question": "   "}, 422, "question is empty or only spaces: send some text"),
     ({"question": "a", "questions": ["b"]}, 422, 'send either "question" (one text) or "questions" (a list of texts)'),
     ({"k": 5}, 422, 'send either "question" (one text) or "questions" (a list of texts)'),

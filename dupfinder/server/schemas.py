@@ -40,7 +40,8 @@ class _Strict(BaseModel):
 def request_models(limits: Limits) -> SimpleNamespace:
     """The request bodies, with `limits` in their constraints (and so in the OpenAPI document)."""
     text_field = {"min_length": 1, "max_length": limits.max_question_chars}
-    k_field = Field(5, ge=1, le=limits.max_k, description=f"Neighbours per question, 1 to {limits.max_k}.")
+    # strict: JSON's true is not k=1, nor "yes" an upsert
+    k_field = Field(5, ge=1, le=limits.max_k, strict=True, description=f"Neighbours per question, 1 to {limits.max_k}.")
 
     class SearchRequest(_Strict):
         """One `question`, or a batch of `questions`; not both."""
@@ -108,7 +109,7 @@ def request_models(limits: Limits) -> SimpleNamespace:
             {"questions": [{"id": "q-1001", "text": "How do I reset my password?"}], "upsert": False}]})
         questions: list[QuestionIn] = Field(min_length=1, max_length=limits.max_batch,
                                             description=f"Up to {limits.max_batch} questions to add.")
-        upsert: bool = Field(False, description="Replace the text of an id that is stored with other text (else that is a 409).")
+        upsert: bool = Field(False, strict=True, description="Replace the text of an id that is stored with other text (else that is a 409).")
 
     class ScreenRequest(_Strict):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
