@@ -485,7 +485,9 @@ def test_flat_scan_returns_exact_scores_and_matches_exact_search(tmp_path, monke
         # every returned score is the exact float32 cosine of the returned question
         np.testing.assert_allclose(scores, np.take_along_axis(queries @ db.T, rows(ids), axis=1), atol=1e-6)
         assert (np.diff(scores, axis=1) <= 0).all()
-        scores, ids = store.search(np.repeat(queries, 2, axis=0), 10)  # 18 queries: every vector compared
+        scores, ids = store.search(np.repeat(queries, 2, axis=0), 10)  # a batch takes the scan path too
+        np.testing.assert_allclose(scores, np.take_along_axis(np.repeat(queries, 2, axis=0) @ db.T, rows(ids), axis=1), atol=1e-6)
+        scores, ids = store.vectors.search(np.repeat(queries, 2, axis=0), 10, exact=True)  # every vector compared
         np.testing.assert_allclose(scores, np.repeat(want_scores, 2, axis=0), atol=1e-6)
         assert (rows(ids) == np.repeat(want_rows, 2, axis=0)).all()
         monkeypatch.setattr(store.vectors.scan_config, "candidates", 600)  # every vector a candidate: exact

@@ -28,23 +28,25 @@ def metrics_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict
     return m
 
 
+def _cuts(scores: np.ndarray, labels: np.ndarray, target_precision: float, balanced: bool) -> tuple[float, float | None, dict]:
+    """The tau of best (balanced) accuracy, the lowest tau reaching `target_precision` (None when
+    no cut does), and the plain sweep. Cut 0 lies above every score and predicts no duplicate: its
+    precision is vacuous, so it never counts as reaching the target."""
+    sweep = threshold_sweep(scores, labels, balanced=balanced)
+    best = float(sweep["threshold"][int(np.argmax(sweep["accuracy"]))])
+    plain = threshold_sweep(scores, labels)
+    reach = np.flatnonzero(plain["precision"][1:] >= target_precision) + 1
+    return best, float(plain["threshold"][reach.max()]) if len(reach) else None, plain
+
+
 def advise(scores: np.ndarray, labels: np.ndarray, target_precision: float = 0.90, balanced: bool = True) -> dict:
     """The tau that maximizes accuracy (balanced by default) and the lowest tau whose precision
-    reaches `target_precision`, each with its metrics.
-
-    The cut that calls nothing a duplicate has no precision to speak of, so it never meets the
-    target; when no other cut does, `at_precision` is None.
-    """
+    reaches `target_precision`, each with its metrics; `at_precision` is None when no cut does."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels).astype(bool)
     if labels.all() or not labels.any():
         raise InputError("calibration needs both duplicates and non-duplicates among the labeled pairs")
-    sweep = threshold_sweep(scores, labels, balanced=balanced)
-    best = float(sweep["threshold"][int(np.argmax(sweep["accuracy"]))])
-    plain = threshold_sweep(scores, labels)
-    # index 0 is the cut above every score: it predicts nothing positive
-    reach = np.flatnonzero(plain["precision"][1:] >= target_precision) + 1
-    tau_p = float(plain["threshold"][reach.max()]) if len(reach) else None
+    best, tau_p, plain = _cuts(scores, labels, target_precision, balanced)
     return {
         "pairs": int(len(labels)),
         "duplicates": int(labels.sum()),
@@ -57,16 +59,19 @@ def advise(scores: np.ndarray, labels: np.ndarray, target_precision: float = 0.9
 
 
 def calibrate(scores: np.ndarray, labels: np.ndarray, target_precision: float = 0.90, balanced: bool = True) -> dict:
-    """`advise` as the manifest's `calibration` entry: the tau of best (balanced) accuracy and the
-    lowest tau reaching `target_precision` (None when none does)."""
-    advice = advise(scores, labels, target_precision, balanced)
-    best, at_p = advice["best_accuracy"], advice["at_precision"]
+    """The manifest's `calibration` entry: the tau of best (balanced) accuracy and the lowest tau
+    reaching `target_precision` (None when none does). Unlike `advise`, it takes a split of one
+    class too (a tiny validation split), as training always has."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    best, tau_p, _ = _cuts(scores, labels, target_precision, balanced)
+    sweep = threshold_sweep(scores, labels, balanced=balanced)
     return {
-        "threshold": best["threshold"],
-        "accuracy_at_threshold": best["balanced_accuracy" if balanced else "accuracy"],
+        "threshold": best,
+        "accuracy_at_threshold": float(sweep["accuracy"].max()),
         "balanced": balanced,
         "target_precision": target_precision,
-        "threshold_at_precision": None if at_p is None else at_p["threshold"],
+        "threshold_at_precision": tau_p,
     }
 
 

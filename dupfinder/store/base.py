@@ -126,6 +126,10 @@ class Store(Protocol):
         """Store id -> its record; unknown and -1 ids are left out."""
         ...
 
+    def lookup(self, user_ids: Iterable[str]) -> dict[str, Record]:
+        """User id -> its record; unknown ids are left out."""
+        ...
+
     def info(self) -> dict: ...
 
     def close(self) -> None: ...
@@ -196,7 +200,7 @@ def resolve_ids(wanted: Sequence[str], by_user_id, by_store_id, where: str) -> l
     found: dict[str, list[int]] = {}
     for w in dict.fromkeys(wanted):
         ids = by_user_id(w)
-        if not ids and w.lstrip("-").isdigit():
+        if not ids and w.lstrip("-").isascii() and w.lstrip("-").isdigit():
             ids = by_store_id(int(w))
         found[w] = ids
     missing = [w for w, ids in found.items() if not ids]
@@ -280,6 +284,10 @@ class BruteForceStore:
 
     def get(self, ids: Iterable[int]) -> dict[int, Record]:
         return {int(i): self.records[int(i)] for i in ids if int(i) in self.records}
+
+    def lookup(self, user_ids: Iterable[str]) -> dict[str, Record]:
+        wanted = set(user_ids)
+        return {r.user_id: r for r in self.records.values() if r.user_id in wanted}
 
     def get_vectors(self, ids: Iterable[int]) -> np.ndarray:
         """The stored vectors (n, d) float32 of store ids, in the order given; an unknown id is a KeyError."""

@@ -380,14 +380,18 @@ class LocalStore:
         return self.vectors.search(vectors, k)
 
     def get(self, ids: Iterable[int]) -> dict[int, Record]:
+        return {r.id: r for r in self._records("id", sorted({int(i) for i in ids if int(i) >= 0}))}
+
+    def lookup(self, user_ids: Iterable[str]) -> dict[str, Record]:
+        return {r.user_id: r for r in self._records("user_id", sorted(set(user_ids)))}
+
+    def _records(self, column: str, values: list) -> list[Record]:
         if self.db is None:
-            return {}
-        wanted = sorted({int(i) for i in ids if int(i) >= 0})
-        out: dict[int, Record] = {}
-        for start in range(0, len(wanted), 900):  # SQLite's limit on bound parameters
-            chunk = wanted[start : start + 900]
-            for row in self.db.execute(f"SELECT {ROW_COLUMNS} FROM questions WHERE id IN ({','.join('?' * len(chunk))})", chunk):
-                out[row[0]] = Record(*row)
+            return []
+        out: list[Record] = []
+        for start in range(0, len(values), 900):  # SQLite's limit on bound parameters
+            chunk = values[start : start + 900]
+            out += [Record(*row) for row in self.db.execute(f"SELECT {ROW_COLUMNS} FROM questions WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)]
         return out
 
     def get_vectors(self, ids: Iterable[int]) -> np.ndarray:

@@ -124,13 +124,17 @@ class VectorIndex:
         want = min(k + len(self.deleted), self.ntotal)  # deleted ids may take places in the raw top k
         # a few queries: waking OpenMP threads costs more than it saves, and on a busy machine far
         # more (100k flat, one query, 2 cores under load: 88 ms with 2 threads, 18 ms with 1)
+        # the scan serves batches too: per query it costs a tenth of the exact scan's 100k dot
+        # products (0.8 ms against 17 ms at 100k on a busy machine), batched by BLAS or not
         with faiss_threads(1) if n < 16 else contextlib.nullcontext():
-            if self.scan is not None and not exact and n < 16:
+            if self.scan is not None and not exact:
                 raw_s, raw_i = self._scan_search(vectors, want)
             else:
                 raw_s, raw_i = self.index.search(vectors, want)
         if not self.deleted:
-            return raw_s[:, :k], raw_i[:, :k]
+            kk = min(k, raw_s.shape[1])
+            scores[:, :kk], ids[:, :kk] = raw_s[:, :kk], raw_i[:, :kk]
+            return scores, ids
         for row in range(n):
             keep = [j for j, i in enumerate(raw_i[row].tolist()) if i >= 0 and i not in self.deleted][:k]
             scores[row, : len(keep)], ids[row, : len(keep)] = raw_s[row, keep], raw_i[row, keep]
