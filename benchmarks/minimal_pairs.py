@@ -171,22 +171,18 @@ def main() -> None:
     from dupfinder.engine import Engine, load_encoder
 
     results = []
-    for mode in ("head", "cosine"):
+    for mode in ("auto", "cosine"):
         engine = Engine(load_encoder(args.model), verdict=mode)
-        if mode == "head" and engine.verdict.kind != "head":
+        if mode == "auto" and engine.verdict.kind != "head":
             continue
         out = list(engine.similarities(zip(q1, q2)))
         results.append(summarize(f"dupfinder ({engine.verdict.kind})", rows, np.array([o["score"] for o in out]),
                                  np.array([o["duplicate"] for o in out])))
     if not args.no_minilm:
-        import os
+        from dupfinder.train.teacher import minilm  # the loader `dupfinder teacher` uses: the model files from PyPI, offline
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        st = SentenceTransformer("all-MiniLM-L6-v2", device="cpu")
-        a = st.encode(q1, normalize_embeddings=True, batch_size=64)
-        b = st.encode(q2, normalize_embeddings=True, batch_size=64)
+        encode, _ = minilm(64)
+        a, b = encode(q1), encode(q2)  # (n, 384) unit vectors
         s = (a * b).sum(1)
         results.append(summarize(f"all-MiniLM-L6-v2 (at {MINILM_THRESHOLD})", rows, s, s >= MINILM_THRESHOLD))
     for r in results:

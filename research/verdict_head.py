@@ -42,8 +42,16 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--save", default=None, help="write verdict.npz and the manifest entry into this model directory")
     ap.add_argument("--out", default=None, help="results JSON")
+    ap.add_argument("--fit", choices=["train", "val"], default="train",
+                    help="train: the encoder's training pairs train the head, its validation pairs choose the threshold; "
+                         "val: the validation pairs (clusters the encoder never saw) train it, 5 folds by cluster choose the threshold")
+    ap.add_argument("--calib", choices=["val", "both"], default="val",
+                    help="val: the threshold from the encoder's validation split; both: from it and 5%% of the training "
+                         "split's pairs held out from the head (balanced accuracy over both)")
+    ap.add_argument("--unknown-share", type=float, default=1.0, help="share of the cached unknown-word pairs to use")
     for f, v in asdict(HeadConfig()).items():
-        ap.add_argument("--" + f.replace("_", "-"), type=type(v), default=v)
+        kind = (lambda x: x.lower() in ("1", "true", "yes")) if isinstance(v, bool) else type(v)
+        ap.add_argument("--" + f.replace("_", "-"), type=kind, default=v)
     args = ap.parse_args()
     config = HeadConfig(**{f: getattr(args, f) for f in asdict(HeadConfig())})
     work = Path(args.work)
@@ -71,21 +79,53 @@ def main() -> None:
         np.savez(cache, **{f"{n}_{k}": getattr(p, f) for n, p in (("tr", ps_tr), ("va", ps_va), ("dev", ps_dev))
                             for k, f in zip("abtl", ("a", "b", "text", "label"))})
     vectors = vec_t
+    extra_ps = None
     if config.unknown_pairs:
-        extra_vec, extra = unknown_word_pairs(feat, enc, train_all.questions, tr, config.unknown_pairs, config.seed)
+        ucache = work / f"unknown_{config.unknown_pairs}_{config.seed}.npz"
+        if ucache.exists():
+            c = np.load(ucache)
+            extra_vec, extra = c["vec"], PairSet(c["a"], c["b"], c["text"], c["label"])
+        else:
+            extra_vec, extra = unknown_word_pairs(feat, enc, train_all.questions, tr, config.unknown_pairs, config.seed)
+            np.savez(ucache, vec=extra_vec, a=extra.a, b=extra.b, text=extra.text, label=extra.label)
         off = len(vectors)
         vectors = np.concatenate([vectors, extra_vec])
-        ps_tr = PairSet(np.r_[ps_tr.a, extra.a + off], np.r_[ps_tr.b, extra.b + off], np.r_[ps_tr.text, extra.text], np.r_[ps_tr.label, extra.label])
-    weights, mean, std, history = train_head(vectors, ps_tr, ps_va, config)
-    head = PairHead(weights, mean, std, feat, 0.5)
-    p_va = head.probabilities(vec_t[ps_va.a], vec_t[ps_va.b], ps_va.text)
+        keep = np.random.default_rng(1).random(len(extra.label)) < args.unknown_share
+        extra_ps = PairSet(extra.a[keep] + off, extra.b[keep] + off, extra.text[keep], extra.label[keep])
+
+    def join(x: PairSet, y: PairSet | None) -> PairSet:
+        return x if y is None else PairSet(np.r_[x.a, y.a], np.r_[x.b, y.b], np.r_[x.text, y.text], np.r_[x.label, y.label])
+
+    if args.fit == "train":
+        hold = np.random.default_rng(2).random(len(ps_tr.label)) < (0.05 if args.calib == "both" else 0.0)
+        fit = PairSet(ps_tr.a[~hold], ps_tr.b[~hold], ps_tr.text[~hold], ps_tr.label[~hold])
+        weights, mean, std, history = train_head(vectors, join(fit, extra_ps), ps_va, config)
+        head = PairHead(weights, mean, std, feat, 0.5)
+        if hold.any():
+            ps_va = join(ps_va, PairSet(ps_tr.a[hold], ps_tr.b[hold], ps_tr.text[hold], ps_tr.label[hold]))
+        p_va = head.probabilities(vec_t[ps_va.a], vec_t[ps_va.b], ps_va.text)
+    else:
+        from dupfinder.io import duplicate_clusters
+
+        clusters = duplicate_clusters(train_all)
+        fold = np.array([min(clusters[a], clusters[b]) for a, b in zip(va.qid1.tolist(), va.qid2.tolist())]) % 5
+        p_va = np.zeros(len(va))
+        for k in range(5):
+            idx, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            part = PairSet(ps_va.a[idx], ps_va.b[idx], ps_va.text[idx], ps_va.label[idx])
+            hold = PairSet(ps_va.a[held], ps_va.b[held], ps_va.text[held], ps_va.label[held])
+            w, m, sd, _ = train_head(vectors, join(part, extra_ps), hold, config, log=lambda x: None)
+            p_va[held] = PairHead(w, m, sd, feat, 0.5).probabilities(vec_t[hold.a], vec_t[hold.b], hold.text)
+            print(f"fold {k}: {len(held):,} held-out pairs", flush=True)
+        weights, mean, std, history = train_head(vectors, join(ps_va, extra_ps), ps_va, config)
+        head = PairHead(weights, mean, std, feat, 0.5)
     cal = advise(p_va, ps_va.label, balanced=True)
     tau = cal["best_accuracy"]["threshold"]
     p_dev = head.probabilities(vec_d[ps_dev.a], vec_d[ps_dev.b], ps_dev.text)
     cos_dev = (vec_d[ps_dev.a] * vec_d[ps_dev.b]).sum(1)
     mask = unseen_mask(dev, TRAIN)
     res = {
-        "config": asdict(config), "threshold": tau, "history": history,
+        "config": asdict(config), "fit": args.fit, "calib": args.calib, "unknown_share": args.unknown_share, "threshold": tau, "history": history,
         "validation": cal["best_accuracy"],
         "dev": metrics_at(p_dev, ps_dev.label, tau),
         "dev_unseen": metrics_at(p_dev[mask], ps_dev.label[mask], tau),
@@ -111,7 +151,10 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(res, indent=2))
     if args.save:
         arrays = head_arrays(weights, mean, std, feat.idf, feat.idf_unknown)
-        rec = save_head(args.save, arrays, tau, {"config": asdict(config), "validation": {k: cal["best_accuracy"][k] for k in ("pairs", "accuracy", "balanced_accuracy", "precision", "recall", "roc_auc")}})
+        from dupfinder.train.head import cosine_floor
+
+        floor = cosine_floor((vec_t[ps_va.a] * vec_t[ps_va.b]).sum(1), p_va >= tau)
+        rec = save_head(args.save, arrays, tau, {"cosine_floor": floor, "fit": args.fit, "calib": args.calib, "config": asdict(config), "validation": {k: cal["best_accuracy"][k] for k in ("pairs", "accuracy", "balanced_accuracy", "precision", "recall", "roc_auc")}})
         print("saved", rec["sha256"][:12])
 
 

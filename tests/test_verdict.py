@@ -49,6 +49,15 @@ def test_text_features_are_symmetric_and_keep_unknown_words_apart(featurizer):
     assert featurizer.pairs(qs[:2], qs[2:4]).shape == (2, N_TEXT)
 
 
+def test_batched_text_features_match_one_pair_at_a_time(featurizer):
+    texts = QUESTIONS + ["", "?", "cats cat cats", "How do I install Zorblax?"]
+    qs = featurizer.questions(texts)
+    a = [x for x in qs for _ in qs]
+    b = [y for _ in qs for y in qs]
+    want = np.stack([featurizer.pair(x, y) for x, y in zip(a, b)])
+    assert np.allclose(featurizer.pairs(a, b, chunk=7), want, atol=1e-5)
+
+
 def test_vector_features_are_symmetric():
     rng = np.random.default_rng(0)
     u, v = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)

@@ -34,6 +34,7 @@ class HeadConfig:
     weight_decay: float = 1e-5
     input_dropout: float = 0.1  # the encoder saw these pairs: its vectors fit them better than new ones
     unknown_pairs: int = 20000  # constructed pairs per kind that teach unknown words (0: none)
+    vector_dims: bool = True  # the head reads |u - v| and u * v; False: only their cosine (and the text features)
     seed: int = 0
     threads: int = 1
 
@@ -156,7 +157,10 @@ def train_head(vectors: np.ndarray, train: PairSet, val: PairSet, config: HeadCo
     def features(ps: PairSet, idx) -> torch.Tensor:
         u, v = V[torch.from_numpy(ps.a[idx])], V[torch.from_numpy(ps.b[idx])]  # (b, d), (b, d)
         prod = u * v
-        return torch.cat([(u - v).abs(), prod, prod.sum(1, keepdim=True), torch.from_numpy(ps.text[idx])], 1)  # (b, F)
+        text = torch.from_numpy(ps.text[idx])
+        if not config.vector_dims:
+            return torch.cat([prod.sum(1, keepdim=True), text], 1)  # (b, 1 + N_TEXT)
+        return torch.cat([(u - v).abs(), prod, prod.sum(1, keepdim=True), text], 1)  # (b, F)
 
     sample = rng.choice(len(train.label), min(50000, len(train.label)), replace=False)
     x = features(train, sample).numpy()
@@ -186,7 +190,7 @@ def train_head(vectors: np.ndarray, train: PairSet, val: PairSet, config: HeadCo
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         net.eval()
         with torch.no_grad():
             p = torch.cat([net((features(val, np.arange(s, min(s + 8192, len(val.label)))) - m_t) / s_t)[:, 0]

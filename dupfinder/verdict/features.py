@@ -59,6 +59,7 @@ class QuestionText:
     stems: frozenset
     first: str
     length: int  # words, repeats included
+    stem_keys: np.ndarray | None = None  # (s,) int64 hashes of the distinct stems
 
 
 def _key(word: str, i: int) -> int:
@@ -90,8 +91,9 @@ class TextFeaturizer:
         unknown = ids == UNK_ID
         idf[unknown] = self.idf_unknown
         keys = np.fromiter((_key(w, i) for w, i in zip(words, ids.tolist())), np.int64, len(words))
-        return QuestionText(words, keys, idf, self.embed[ids], frozenset(stem(w) for w in words),
-                            words[0] if words else "", len(all_words))
+        stems = frozenset(stem(w) for w in words)
+        return QuestionText(words, keys, idf, self.embed[ids], stems, words[0] if words else "", len(all_words),
+                            np.fromiter((_crc(x) for x in stems), np.int64, len(stems)))
 
     def questions(self, texts: Sequence[str]) -> list[QuestionText]:
         return [self.question(t) for t in texts]
@@ -130,12 +132,80 @@ class TextFeaturizer:
         f[14] = min(la, lb)
         return f
 
-    def pairs(self, a: Sequence[QuestionText], b: Sequence[QuestionText]) -> np.ndarray:
-        """(n, N_TEXT) float32 for the pairs (a[i], b[i])."""
+    def pairs(self, a: Sequence[QuestionText], b: Sequence[QuestionText], chunk: int = 2048) -> np.ndarray:
+        """(n, N_TEXT) float32 for the pairs (a[i], b[i]): `pair` of each, computed on padded
+        batches (the same numbers; a handful of numpy calls per batch instead of per pair)."""
         out = np.zeros((len(a), N_TEXT), dtype=np.float32)
-        for i, (x, y) in enumerate(zip(a, b)):
-            out[i] = self.pair(x, y)
+        for start in range(0, len(a), chunk):
+            out[start : start + chunk] = self._batch(a[start : start + chunk], b[start : start + chunk])
         return out
+
+    def _batch(self, a: Sequence[QuestionText], b: Sequence[QuestionText]) -> np.ndarray:
+        n = len(a)
+        if n == 0:
+            return np.zeros((0, N_TEXT), np.float32)
+        ka, ia, ea, ma, sa = _pad(a, self.embed.shape[1])  # keys (n, La), idf, emb (n, La, E), mask, stem keys (n, Sa)
+        kb, ib, eb, mb, sb = _pad(b, self.embed.shape[1])
+        na, nb = ma.sum(1), mb.sum(1)  # (n,)
+        same = (ka[:, :, None] == kb[:, None, :]) & ma[:, :, None] & mb[:, None, :]  # (n, La, Lb)
+        in_b, in_a = same.any(2), same.any(1)  # (n, La), (n, Lb)
+        n_shared = in_b.sum(1)
+        idf_shared = (ia * in_b).sum(1)
+        only_a, only_b = ia * (ma & ~in_b), ib * (mb & ~in_a)
+        only_sum = only_a.sum(1) + only_b.sum(1)
+        f = np.zeros((n, N_TEXT), np.float32)
+        f[:, 0] = n_shared / np.maximum(1, na + nb - n_shared)
+        f[:, 1] = idf_shared / np.maximum(1e-6, idf_shared + only_sum)
+        f[:, 2] = np.maximum(only_a.max(1, initial=0.0), only_b.max(1, initial=0.0))
+        f[:, 3] = only_sum
+        f[:, 4], f[:, 5] = np.minimum(na - n_shared, nb - n_shared), np.maximum(na - n_shared, nb - n_shared)
+        stem_same = (sa[:, :, None] == sb[:, None, :]) & (sa[:, :, None] != 0) & (sb[:, None, :] != 0)
+        s_shared = stem_same.any(2).sum(1)
+        s_union = (sa != 0).sum(1) + (sb != 0).sum(1) - s_shared
+        f[:, 6] = s_shared / np.maximum(1, s_union)
+        sim = np.maximum(np.matmul(ea, eb.transpose(0, 2, 1)), same)  # (n, La, Lb) word cosines; same spelling 1
+        sim = np.where(ma[:, :, None] & mb[:, None, :], sim, -np.inf)
+        best_a, best_b = sim.max(2), sim.max(1)  # (n, La), (n, Lb); -inf at padding
+        w_sum = (ia * ma).sum(1) + (ib * mb).sum(1)
+        fa, fb = np.where(ma, best_a, 0.0), np.where(mb, best_b, 0.0)
+        f[:, 7] = ((fa * ia).sum(1) + (fb * ib).sum(1)) / np.maximum(1e-6, w_sum)
+        f[:, 8] = np.minimum(np.where(ma, best_a, np.inf).min(1), np.where(mb, best_b, np.inf).min(1))
+        gap_a, gap_b = ia * (1 - np.where(ma, best_a, 1.0)), ib * (1 - np.where(mb, best_b, 1.0))  # 0 at padding
+        f[:, 9] = np.maximum(np.where(ma, gap_a, -np.inf).max(1), np.where(mb, gap_b, -np.inf).max(1))
+        unk_a, unk_b = (ka < 0) & ma, (kb < 0) & mb
+        shared_unk = (in_b & unk_a).sum(1)
+        f[:, 10] = unk_a.sum(1) + unk_b.sum(1) - 2 * shared_unk
+        f[:, 11] = shared_unk
+        f[:, 12] = (ka[:, 0] == kb[:, 0]) & (na > 0) & (nb > 0)
+        la = np.log1p(np.fromiter((q.length for q in a), np.float64, n))
+        lb = np.log1p(np.fromiter((q.length for q in b), np.float64, n))
+        f[:, 13], f[:, 14] = np.abs(la - lb), np.minimum(la, lb)
+        f[(na == 0) | (nb == 0)] = 0.0
+        return f
+
+
+def _crc(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode()) + 1  # never 0: 0 is padding
+
+
+def _pad(qs: Sequence[QuestionText], dim: int):
+    """Padded batch arrays of questions: keys (n, L) int64, idf (n, L) float32, embeddings
+    (n, L, E) float32, mask (n, L) bool, stem keys (n, S) int64 (0: padding)."""
+    n = len(qs)
+    L = max(1, max(len(q.words) for q in qs))
+    S = max(1, max(len(q.stem_keys) for q in qs))
+    keys = np.zeros((n, L), np.int64)
+    idf = np.zeros((n, L), np.float32)
+    emb = np.zeros((n, L, dim), np.float32)
+    mask = np.zeros((n, L), bool)
+    stems = np.zeros((n, S), np.int64)
+    for i, q in enumerate(qs):
+        w = len(q.words)
+        keys[i, :w], idf[i, :w], emb[i, :w], mask[i, :w] = q.keys, q.idf, q.emb, True
+        stems[i, : len(q.stem_keys)] = q.stem_keys
+    return keys, idf, emb, mask, stems
 
 
 def vector_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -33,7 +33,10 @@ class PairHead:
 
     def probabilities(self, u: np.ndarray, v: np.ndarray, text: np.ndarray) -> np.ndarray:
         """P(duplicate) of pairs (u[i], v[i]) with text features `text` (n, N_TEXT) -> (n,) float64."""
-        x = np.concatenate([vector_features(u, v), np.asarray(text, dtype=np.float32)], axis=1)  # (n, F)
+        vec = vector_features(u, v)  # (n, 2d + 1)
+        if len(self.mean) == 1 + N_TEXT:  # a head that reads only the cosine of the two vectors
+            vec = vec[:, -1:]
+        x = np.concatenate([vec, np.asarray(text, dtype=np.float32)], axis=1)  # (n, F)
         x = (x - self.mean) / self.std
         w = self.weights
         h = np.maximum(x @ w["w1"] + w["b1"], 0.0)  # (n, H1)

@@ -65,7 +65,8 @@ class Verdict:
         if head is None:
             note = f"{getattr(encoder, 'path', 'the model')} has no verdict stage: duplicates are decided by the cosine rule (tau {encoder.threshold:.3f})"
             if mode == "head":
-                raise ModelError(note.replace(": duplicates are decided", "; use --verdict cosine, or train one: duplicates would be decided"))
+                raise ModelError(f"{getattr(encoder, 'path', 'the model')} has no verdict stage; train one with "
+                                 f"`dupfinder train-verdict MODEL_DIR TRAIN_FILE`, or use --verdict cosine")
             return cls(float(encoder.threshold) if override is None else float(override), "model" if override is None else "option", None, note)
         return cls(head.threshold if override is None else float(override), "model" if override is None else "option", head)
 
