@@ -26,6 +26,8 @@ import os
 import random
 import re
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -63,6 +65,11 @@ FIELDS = ["id", "user_id", "text", "text_hash", "source", "added"]  # what a Rec
 # ms at most); Bounded would spare it but let a search miss what was added a moment ago.
 CONSISTENCY = "Strong"
 
+# upsert requests sent at once. One: Milvus Lite's server applies concurrent writes to one
+# collection without a lock (its write-ahead log interleaves them), and with two in flight a test
+# lost a batch across a server restart. A cluster takes more (the client would convert one batch
+# while the server stores the other); raise it only for a server known to be safe.
+IN_FLIGHT = 1
 BATCH_ROWS = 2000  # rows per upsert request: about 2.5 MB at 256 dimensions, far below gRPC's 64 MB
 BATCH_BYTES = 16 << 20  # and at most this much text + vector per request (long questions)
 LOOKUP_CHUNK = 1000  # values per `in [...]` filter
@@ -438,6 +445,12 @@ class MilvusStore:
                 out[int(r["id"])] = _record(int(r["id"]), r)
         return out
 
+    def lookup(self, user_ids: Iterable[str]) -> dict[str, Record]:
+        """User id -> its record; unknown ids are left out."""
+        if self._meta is None:
+            return {}
+        return {r["user_id"]: _record(int(r["id"]), r) for r in self._lookup("user_id", list(user_ids), FIELDS)}
+
     def get_vectors(self, ids: Iterable[int]) -> np.ndarray:
         """The stored vectors (n, d) float32 of store ids, in the order given; an unknown id is a KeyError."""
         wanted = [int(i) for i in ids]
@@ -498,20 +511,41 @@ class MilvusStore:
         now = utc_now()
         rows = [{"id": int(i), "user_id": q.user_id, "text": q.text, "text_hash": h, "source": q.source, "added": now,
                  "embedding": np.asarray(vectors[pos], np.float32)} for i, (pos, q, h) in zip(ids.tolist(), plan.fresh)]
-        written = 0
-        try:
-            for batch in _batches(rows):
-                self._call("upsert", self.client.upsert, self.address.collection, batch, **self._timeout())
-                written += len(batch)
-        except IndexStoreError as e:
-            raise IndexStoreError(f"{e}; {written:,} of {len(rows):,} new questions were stored before it: run the command "
-                                  f"again to add the rest (none is added twice)") from None
+        written = self._upsert(rows)
+        if written < len(rows):
+            raise IndexStoreError(f"{self._failure}; {written:,} of {len(rows):,} new questions were stored before it: run the "
+                                  f"command again to add the rest (none is added twice)")
         self._record_write({q.source for _, q, _ in plan.fresh})
         if len(rows) >= FLUSH_MIN_ROWS:
             self._call("flush", self.client.flush, self.address.collection, **self._timeout())
         report.added = len(rows)
         report.count = self.count
         return report
+
+    def _upsert(self, rows: list[dict]) -> int:
+        """Write `rows` in batches, IN_FLIGHT requests at a time: the client converts one batch while
+        the server stores the other. Returns the rows stored; after a failure it sends no more
+        batches, lets those in flight finish, and keeps the error in `_failure`."""
+        written, pending = 0, deque()
+        self._failure = None
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="milvus-upsert") as pool:
+            for batch in _batches(rows):
+                if self._failure is None:
+                    pending.append((len(batch), pool.submit(self._call, "upsert", self.client.upsert, self.address.collection,
+                                                            batch, **self._timeout())))
+                while pending and (len(pending) >= IN_FLIGHT or self._failure is not None):
+                    written += self._settle(*pending.popleft())
+            while pending:
+                written += self._settle(*pending.popleft())
+        return written
+
+    def _settle(self, n: int, future) -> int:
+        try:
+            future.result()
+            return n
+        except IndexStoreError as e:
+            self._failure = self._failure or e
+            return 0
 
     def _new_ids(self, n: int) -> np.ndarray:
         """Ids for n new rows: a random start, then consecutive. Chosen once per add, so every retry
@@ -548,7 +582,7 @@ class MilvusStore:
         by_user: dict[str, list[int]] = {}
         for r in self._lookup("user_id", wanted, ["id", "user_id"]):
             by_user.setdefault(r["user_id"], []).append(int(r["id"]))
-        numbers = [int(w) for w in wanted if w not in by_user and w.lstrip("-").isdigit()]
+        numbers = [int(w) for w in wanted if w not in by_user and w.lstrip("-").isascii() and w.lstrip("-").isdigit()]
         without_user_id: set[int] = set()
         for chunk in _chunks(numbers, LOOKUP_CHUNK):
             rows = self._query(f"id in [{', '.join(map(str, chunk))}] and user_id is null", ["id"], limit=MAX_TOPK)
