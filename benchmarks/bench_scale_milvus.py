@@ -49,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--index-wait", type=float, default=3600, help="seconds to wait for Milvus Lite's background index build")
     ap.add_argument("--no-ndcg", action="store_true", help="leave out the dev retrieval benchmark")
+    ap.add_argument("--ndcg-only", action="store_true", help="only the dev retrieval benchmark")
     ap.add_argument("--distractors", type=int, default=100_000, help="retrieval benchmark distractors, as benchmarks/run.py")
     ap.add_argument("--model", default=None)
     ap.add_argument("--train", default=str(DATA / "train.csv.gz"))
@@ -185,6 +186,16 @@ def main(argv=None) -> dict:
     def save() -> None:
         write_atomic(path, json.dumps(results, indent=2, default=float).encode())
 
+    if args.ndcg_only:
+        server = None if args.milvus or "milvus" not in stores else start_milvus(work)
+        results["retrieval"] = retrieval(args, encoder, record, stores, work, server)
+        save()
+        if server is not None:
+            server.remove()
+        print(json.dumps(results["retrieval"], indent=2, default=float))
+        log(f"saved {path}")
+        return results
+
     # ------------------------------------------------ questions and their vectors, once
     log(f"reading {args.train}")
     qs = load_questions(args.train)
@@ -237,15 +248,11 @@ def main(argv=None) -> dict:
             store = LocalStore(folder, create={"kind": "hnsw"})
         else:
             from dupfinder.store.milvus import MilvusStore
-            from milvus_server import MilvusLiteServer
 
             if args.milvus:
                 base = args.milvus.rstrip("/")
             else:
-                import shutil
-
-                shutil.rmtree(work / "milvus", ignore_errors=True)
-                server = MilvusLiteServer(work / "milvus").start()
+                server = start_milvus(work)
                 base = f"milvus://127.0.0.1:{server.port}"
             store = MilvusStore(f"{base}/scale_{len(texts)}", create={"kind": "hnsw"})
             if store.exists:
@@ -298,6 +305,16 @@ def main(argv=None) -> dict:
     print(json.dumps({k: results[k] for k in ("questions", "stores", *(("retrieval",) if "retrieval" in results else ()))}, indent=2, default=float))
     log(f"saved {path}")
     return results
+
+
+def start_milvus(work: Path):
+    """A Milvus Lite server on a free loopback port, its data in work/milvus (emptied first)."""
+    import shutil
+
+    from milvus_server import MilvusLiteServer
+
+    shutil.rmtree(work / "milvus", ignore_errors=True)
+    return MilvusLiteServer(work / "milvus").start()
 
 
 def retrieval(args, encoder, record, stores, work: Path, server) -> dict:

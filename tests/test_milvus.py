@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import milvus_server
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -279,6 +280,18 @@ def test_another_model_is_refused_and_too_long_values_write_nothing(server):
         with pytest.raises(InputError, match="a question is longer than the 65,535 bytes a Milvus index holds: 'xxx.*; nothing was added"):
             add(s, [Question("ok", "fine"), Question("long", "x" * 70_000)])
         assert s.count == 5
+
+
+def test_get_vectors_from_the_last_search_or_the_server(server):
+    with new_store(server) as s:
+        add(s, QUESTIONS)
+        _, ids = s.search(ENC.encode(["How old are you?"]), 2)
+        other = store_id(s, "Where do you live?")  # the last search now: ids[0] are no longer in it
+        texts = {r.id: r.text for r in s.get([*ids[0].tolist(), other]).values()}
+        got = s.get_vectors([other, *ids[0].tolist(), other])
+        np.testing.assert_allclose(got, ENC.encode([texts[i] for i in [other, *ids[0].tolist(), other]]), atol=1e-6)
+        with pytest.raises(KeyError, match="store ids"):
+            s.get_vectors([other + 1000])  # ids of one add are consecutive
 
 
 def test_engine_queries_through_milvus_give_the_brute_force_hits(server):
