@@ -35,6 +35,7 @@ class HeadConfig:
     input_dropout: float = 0.1  # the encoder saw these pairs: its vectors fit them better than new ones
     unknown_pairs: int = 20000  # constructed pairs per kind that teach unknown words (0: none)
     vector_dims: bool = True  # the head reads |u - v| and u * v; False: only their cosine (and the text features)
+    calibration_holdout: float = 0.05  # share of the training split's pairs kept from the head to choose its threshold with the validation split
     seed: int = 0
     threads: int = 1
 
@@ -247,6 +248,12 @@ def train_verdict(model_dir: str | Path, train_file: str | Path, config: HeadCon
     feat = featurizer_for(encoder, (tokenize(pairs.questions[q], encoder.text_config) for q in train_q))
     ps_tr = pair_set(feat, pairs.questions, row, train, log)
     ps_va = pair_set(feat, pairs.questions, row, val, log)
+    # the threshold is chosen on the encoder's validation split (clusters it never saw) and on a
+    # share of its training pairs the head never saw (questions like those a deployed index holds)
+    hold = np.random.default_rng(2).random(len(ps_tr.label)) < config.calibration_holdout
+    ps_cal = PairSet(np.r_[ps_va.a, ps_tr.a[hold]], np.r_[ps_va.b, ps_tr.b[hold]], np.r_[ps_va.text, ps_tr.text[hold]],
+                     np.r_[ps_va.label, ps_tr.label[hold]])
+    ps_tr = PairSet(ps_tr.a[~hold], ps_tr.b[~hold], ps_tr.text[~hold], ps_tr.label[~hold])
     if config.unknown_pairs:
         extra_vec, extra = unknown_word_pairs(feat, encoder, pairs.questions, train, config.unknown_pairs, config.seed, log)
         off = len(vectors)
@@ -257,9 +264,9 @@ def train_verdict(model_dir: str | Path, train_file: str | Path, config: HeadCon
     from dupfinder.verdict.head import PairHead
 
     head = PairHead(weights, mean, std, feat, 0.5)
-    u, v = vectors[ps_va.a], vectors[ps_va.b]
-    p = head.probabilities(u, v, ps_va.text)
-    advice = advise(p, ps_va.label, balanced=True)
+    u, v = vectors[ps_cal.a], vectors[ps_cal.b]
+    p = head.probabilities(u, v, ps_cal.text)
+    advice = advise(p, ps_cal.label, balanced=True)
     best = advice["best_accuracy"]
     threshold = best["threshold"]
     floor = cosine_floor((u * v).sum(1), p >= threshold)
@@ -267,12 +274,23 @@ def train_verdict(model_dir: str | Path, train_file: str | Path, config: HeadCon
         "cosine_floor": floor,
         "config": asdict(config),
         "validation": {k: best[k] for k in ("pairs", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc")},
-        "training": {"file": str(train_file), "pairs": int(len(ps_tr.label)), "seconds": round(time.time() - t0, 1), "history": history},
+        "calibration": {"validation_pairs": int(len(ps_va.label)), "held_out_training_pairs": int(hold.sum())},
+        "training": {"file": Path(train_file).name, "sha256": _sha256(train_file), "pairs": int(len(ps_tr.label)),
+                     "seconds": round(time.time() - t0, 1), "history": history},
     }
     entry = save_head(model_dir, head_arrays(weights, mean, std, feat.idf, feat.idf_unknown), threshold, record)
     log(f"head: threshold {threshold:.4f} (validation balanced accuracy {best['balanced_accuracy']:.4f}, ROC-AUC {best['roc_auc']:.4f}), "
         f"cosine floor {floor:.3f}; wrote {Path(model_dir) / VERDICT_FILE} in {time.time() - t0:.0f} s")
     return entry
+
+
+def _sha256(path) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _torch() -> bool:
