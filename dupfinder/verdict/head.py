@@ -39,13 +39,24 @@ class PairHead:
         x = np.concatenate([vec, np.asarray(text, dtype=np.float32)], axis=1)  # (n, F)
         x = (x - self.mean) / self.std
         w = self.weights
-        h = np.maximum(x @ w["w1"] + w["b1"], 0.0)  # (n, H1)
-        h = np.maximum(h @ w["w2"] + w["b2"], 0.0)  # (n, H2)
+        h = np.maximum(_matmul(x, w["w1"]) + w["b1"], 0.0)  # (n, H1)
+        h = np.maximum(_matmul(h, w["w2"]) + w["b2"], 0.0)  # (n, H2)
         logit = (h @ w["w3"] + w["b3"])[:, 0]  # (n,)
         return 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
 
     def score(self, u: np.ndarray, v: np.ndarray, a: Sequence[QuestionText], b: Sequence[QuestionText]) -> np.ndarray:
         return self.probabilities(u, v, self.featurizer.pairs(a, b))
+
+
+def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x @ w; a query's few rows one at a time. A (10, 529) x (529, 256) product sends OpenBLAS to
+    its threads, which on a busy 2-core machine took 5.6 ms against 0.5 ms row by row."""
+    if len(x) > 32:
+        return x @ w
+    out = np.empty((len(x), w.shape[1]), np.float32)
+    for i in range(len(x)):
+        out[i] = x[i] @ w
+    return out
 
 
 def head_arrays(weights: dict, mean: np.ndarray, std: np.ndarray, idf: np.ndarray, idf_unknown: float) -> dict[str, np.ndarray]:
