@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--calib", choices=["val", "both"], default="val",
                     help="val: the threshold from the encoder's validation split; both: from it and 5%% of the training "
                          "split's pairs held out from the head (balanced accuracy over both)")
+    ap.add_argument("--wordnet", type=int, default=0, help="add this many WordNet one-word pairs from training questions")
+    ap.add_argument("--wordnet-weight", type=int, default=1, help="repeat the WordNet pairs this many times")
     ap.add_argument("--unknown-share", type=float, default=1.0, help="share of the cached unknown-word pairs to use")
     for f, v in asdict(HeadConfig()).items():
         kind = (lambda x: x.lower() in ("1", "true", "yes")) if isinstance(v, bool) else type(v)
@@ -95,6 +97,35 @@ def main() -> None:
 
     def join(x: PairSet, y: PairSet | None) -> PairSet:
         return x if y is None else PairSet(np.r_[x.a, y.a], np.r_[x.b, y.b], np.r_[x.text, y.text], np.r_[x.label, y.label])
+
+    if args.wordnet:
+        wcache = work / f"wordnet_{args.wordnet}.npz"
+        if wcache.exists():
+            c = np.load(wcache)
+            w_vec, w_ps = c["vec"], PairSet(c["a"], c["b"], c["text"], c["label"])
+        else:
+            import os
+
+            from dupfinder.model.files import load_numpy_weights
+            from dupfinder.train.wordnet_pairs import wordnet_pairs
+
+            t = time.time()
+            triples = wordnet_pairs((train_all.questions[q] for q in tr_q), lambda x: tokenize(x, enc.text_config), enc.vocab,
+                                    int(enc.manifest.get("vocabulary_extension", {}).get("trained_words", len(enc.vocab))),
+                                    args.wordnet, load_numpy_weights(enc.files)["embed.weight"].astype(np.float32), seed=config.seed,
+                                    data_dir=os.environ.get("NLTK_DATA"))
+            texts = [x for a, b, _ in triples for x in (a, b)]
+            w_vec = enc.encode(texts)
+            qt = feat.questions(texts)
+            w_ps = PairSet(np.arange(0, len(texts), 2), np.arange(1, len(texts), 2), feat.pairs(qt[0::2], qt[1::2]),
+                           np.array([l for _, _, l in triples], np.float32))
+            np.savez(wcache, vec=w_vec, a=w_ps.a, b=w_ps.b, text=w_ps.text, label=w_ps.label)
+            print(f"{len(triples):,} WordNet pairs ({int(w_ps.label.sum()):,} duplicates) in {time.time() - t:.0f} s", flush=True)
+        off = len(vectors)
+        vectors = np.concatenate([vectors, w_vec])
+        w_ps = PairSet(w_ps.a + off, w_ps.b + off, w_ps.text, w_ps.label)
+        for _ in range(args.wordnet_weight):
+            extra_ps = join(extra_ps, w_ps) if extra_ps is not None else w_ps
 
     if args.fit == "train":
         hold = np.random.default_rng(2).random(len(ps_tr.label)) < (0.05 if args.calib == "both" else 0.0)

@@ -164,9 +164,12 @@ def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, v
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the training pairs (default: 6).")
 @click.option("--unknown-pairs", type=click.IntRange(min=0), default=None,
               help="Constructed pairs per kind that teach unknown words (default: 20000; 0: none).")
+@click.option("--wordnet-pairs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also this many one-word pairs built with WordNet from training questions (nltk and WordNet's files, "
+                   "e.g. Debian's wordnet-base copied under $NLTK_DATA/corpora/wordnet).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @threads_option
-def train_verdict_cmd(model_dir, train_file, epochs, unknown_pairs, seed, threads):
+def train_verdict_cmd(model_dir, train_file, epochs, unknown_pairs, wordnet_pairs, seed, threads):
     """Train a model directory's pair head (the verdict stage) on a labeled pairs file.
 
     The head reads both questions' stored vectors and their words; it is trained on the pairs the
@@ -182,7 +185,7 @@ def train_verdict_cmd(model_dir, train_file, epochs, unknown_pairs, seed, thread
     from dupfinder.train.head import HeadConfig, train_verdict
 
     require_torch("train-verdict")
-    config = HeadConfig(seed=seed, threads=threads or 1)
+    config = HeadConfig(seed=seed, threads=threads or 1, wordnet_pairs=wordnet_pairs)
     if epochs is not None:
         config = replace(config, epochs=epochs)
     if unknown_pairs is not None:

@@ -34,6 +34,7 @@ class HeadConfig:
     weight_decay: float = 1e-5
     input_dropout: float = 0.1  # the encoder saw these pairs: its vectors fit them better than new ones
     unknown_pairs: int = 20000  # constructed pairs per kind that teach unknown words (0: none)
+    wordnet_pairs: int = 0  # WordNet one-word pairs from training questions (train/wordnet_pairs.py; needs nltk and WordNet's files)
     vector_dims: bool = True  # the head reads |u - v| and u * v; False: only their cosine (and the text features)
     calibration_holdout: float = 0.05  # share of the training split's pairs kept from the head to choose its threshold with the validation split
     seed: int = 0
@@ -260,6 +261,12 @@ def train_verdict(model_dir: str | Path, train_file: str | Path, config: HeadCon
         vectors = np.concatenate([vectors, extra_vec])
         ps_tr = PairSet(np.r_[ps_tr.a, extra.a + off], np.r_[ps_tr.b, extra.b + off], np.r_[ps_tr.text, extra.text],
                         np.r_[ps_tr.label, extra.label])
+    if config.wordnet_pairs:
+        w_vec, w_ps = wordnet_pair_set(feat, encoder, (pairs.questions[q] for q in train_q), config, log)
+        off = len(vectors)
+        vectors = np.concatenate([vectors, w_vec])
+        ps_tr = PairSet(np.r_[ps_tr.a, w_ps.a + off], np.r_[ps_tr.b, w_ps.b + off], np.r_[ps_tr.text, w_ps.text],
+                        np.r_[ps_tr.label, w_ps.label])
     weights, mean, std, history = train_head(vectors, ps_tr, ps_va, config, log)
     from dupfinder.verdict.head import PairHead
 
@@ -282,6 +289,26 @@ def train_verdict(model_dir: str | Path, train_file: str | Path, config: HeadCon
     log(f"head: threshold {threshold:.4f} (validation balanced accuracy {best['balanced_accuracy']:.4f}, ROC-AUC {best['roc_auc']:.4f}), "
         f"cosine floor {floor:.3f}; wrote {Path(model_dir) / VERDICT_FILE} in {time.time() - t0:.0f} s")
     return entry
+
+
+def wordnet_pair_set(feat: TextFeaturizer, encoder: Encoder, texts, config: HeadConfig, log=print) -> tuple[np.ndarray, PairSet]:
+    """`config.wordnet_pairs` WordNet one-word pairs (train/wordnet_pairs.py), encoded and featurized."""
+    import os
+
+    from dupfinder.train.wordnet_pairs import wordnet_pairs
+
+    t = time.time()
+    trained = int(encoder.manifest.get("vocabulary_extension", {}).get("trained_words", len(encoder.vocab)))
+    embed = load_numpy_weights(encoder.files)["embed.weight"].astype(np.float32)
+    triples = wordnet_pairs(texts, lambda x: tokenize(x, encoder.text_config), encoder.vocab, trained, config.wordnet_pairs,
+                            embed, seed=config.seed, data_dir=os.environ.get("NLTK_DATA"))
+    flat = [x for a, b, _ in triples for x in (a, b)]
+    vectors = encoder.encode(flat)
+    qt = feat.questions(flat)
+    ps = PairSet(np.arange(0, len(flat), 2), np.arange(1, len(flat), 2), feat.pairs(qt[0::2], qt[1::2]),
+                 np.array([label for _, _, label in triples], np.float32))
+    log(f"{len(triples):,} WordNet pairs ({int(ps.label.sum()):,} duplicates) in {time.time() - t:.0f} s")
+    return vectors, ps
 
 
 def _sha256(path) -> str | None:
