@@ -81,16 +81,9 @@ class Verdict:
             return cos, cos
         if texts_u is None or texts_v is None:
             raise ValueError("the pair head needs the texts of both questions")
-        feat = self.head.featurizer
-        memo: dict[str, object] = {}
-
-        def read(t: str):
-            q = memo.get(t)
-            if q is None:
-                q = memo[t] = feat.question(t)
-            return q
-
-        p = self.head.score(u, v, [read(t) for t in texts_u], [read(t) for t in texts_v])
+        distinct = list(dict.fromkeys([*texts_u, *texts_v]))  # each question read once
+        read = dict(zip(distinct, self.head.featurizer.questions(distinct)))
+        p = self.head.score(u, v, [read[t] for t in texts_u], [read[t] for t in texts_v])
         return p, cos
 
     def decide(self, u, v, texts_u=None, texts_v=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
