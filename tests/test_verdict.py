@@ -196,3 +196,15 @@ def test_a_broken_head_is_a_one_line_error_naming_the_file(head_model, damage):
     with pytest.raises(ModelError):
         Engine(load_encoder(head_model))
     assert Engine(load_encoder(head_model), verdict="cosine").verdict.kind == "cosine"  # the cosine rule still reads it
+
+
+def test_dedup_against_a_store_keeps_only_matches_the_head_calls_duplicates(head_model):
+    enc = load_encoder(head_model)
+    engine = Engine(enc, BruteForceStore(enc.dim))
+    engine.add([Question(f"q{i}", t) for i, t in enumerate(QUESTIONS)])
+    texts = ["How do I learn python?", "How do I install Quibbit?", "What is the capital of Spain?"]
+    result, labels = engine.dedup(texts, np.ones(len(texts), bool), against=True)
+    stored = {r.id: r.text for r in engine.store.records.values()}
+    for text, match in zip(texts, result.match.tolist()):
+        if match >= 0:
+            assert engine.similarity(text, stored[match])["duplicate"]
