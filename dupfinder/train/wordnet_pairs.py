@@ -96,3 +96,36 @@ def wordnet_pairs(texts: Iterable[str], tokenize: Callable[[str], list[str]], vo
         if len(out) >= n:
             break
     return out
+
+
+LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
+            "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive noun.object noun.person "
+            "noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
+            "noun.substance noun.time verb.body verb.change verb.cognition verb.communication verb.competition "
+            "verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception verb.possession "
+            "verb.social verb.stative verb.weather adj.ppl").split()
+_LEX_POS = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
+
+
+def setup_wordnet(dest: str, source: str = "/usr/share/wordnet") -> str:
+    """An nltk data folder at `dest` from Debian's WordNet files (apt-get install wordnet-base): the
+    files copied to dest/corpora/wordnet, plus the `lexnames` file Debian does not ship (WordNet
+    3.0's 45 lexicographer files). Set NLTK_DATA=dest for train-verdict --wordnet-pairs."""
+    import shutil
+    from pathlib import Path
+
+    target = Path(dest) / "corpora" / "wordnet"
+    target.mkdir(parents=True, exist_ok=True)
+    for f in Path(source).iterdir():
+        if f.is_file():
+            shutil.copy(f, target / f.name)
+    (target / "lexnames").write_text("".join(f"{i:02d}\t{n}\t{_LEX_POS[n.split('.')[0]]}\n" for i, n in enumerate(LEXNAMES)))
+    return str(target)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--setup":
+        sys.exit("usage: python -m dupfinder.train.wordnet_pairs --setup NLTK_DATA_DIR")
+    print(setup_wordnet(sys.argv[2]))
