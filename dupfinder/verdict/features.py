@@ -39,10 +39,14 @@ TEXT_FEATURES = (
 N_TEXT = len(TEXT_FEATURES)
 
 
+_SUFFIX_LENGTHS = tuple((s, len(s)) for s in _SUFFIXES)
+
+
 def stem(word: str) -> str:
-    for s in _SUFFIXES:
-        if len(word) > len(s) + 2 and word.endswith(s):
-            return word[: -len(s)]
+    n = len(word)
+    for s, k in _SUFFIX_LENGTHS:
+        if n > k + 2 and word.endswith(s):
+            return word[:-k]
     return word
 
 
@@ -205,9 +209,9 @@ class TextFeaturizer:
 
 
 def _crc(text: str) -> int:
-    import zlib
-
-    return zlib.crc32(text.encode()) + 1  # never 0: 0 is padding
+    """A stem's key: only compared within one process (features are computed where they are used), so
+    Python's hash serves; never 0, which is padding."""
+    return hash(text) or 1
 
 
 def _pad(qs: Sequence[QuestionText], dim: int):
