@@ -47,7 +47,7 @@ class JSON(Response):
 
 
 def _hit(h) -> dict:
-    return {"id": h.id, "text": h.text, "score": h.score, "duplicate": h.duplicate}
+    return h.to_dict()  # the engine's shape: verdict_score only where the pair head decided
 
 
 def _error(status: int, detail: str, headers: dict | None = None) -> JSON:

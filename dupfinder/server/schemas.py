@@ -138,7 +138,8 @@ class HitOut(BaseModel):
     id: str | int = Field(description="Your id for the question; a number (the index's own) for a question added without one.")
     text: str
     score: float = Field(description="Cosine similarity, at most 1.")
-    duplicate: bool = Field(description="Whether the score reaches the threshold in force.")
+    duplicate: bool = Field(description="The verdict: the pair head's verdict_score, else the cosine, reaches the threshold in force.")
+    verdict_score: float | None = Field(None, description="The pair head's probability that the two are duplicates (absent under the cosine rule).")
 
 
 class SearchOne(BaseModel):
@@ -150,9 +151,11 @@ class SearchMany(BaseModel):
 
 
 class SimilarityOut(BaseModel):
-    score: float
+    score: float = Field(description="The verdict's score: the pair head's probability, else the cosine.")
     threshold: float
     duplicate: bool
+    cosine: float | None = Field(None, description="The cosine, when the pair head decided.")
+    verdict: str | None = Field(None, description="head or cosine: which rule decided.")
 
 
 class AddOutcome(BaseModel):
