@@ -121,7 +121,7 @@ class PgServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"postgres exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            r = subprocess.run([str(self.bin / "pg_isready"), "-h", str(self.socket_dir), "-p", str(self.port), "-q"])
+            r = subprocess.run([str(self.bin / "pg_isready"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", "-q"])
             if r.returncode == 0:
                 return
             time.sleep(0.1)

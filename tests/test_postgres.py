@@ -120,7 +120,7 @@ def test_schema_catalog_and_migrations(pg):
     assert "UNIQUE INDEX schema_check_user_id_key" in indexes and "(text_hash)" in indexes
     row = json.loads(pg.psql("SELECT row_to_json(c) FROM dupfinder_indexes c WHERE name = 'schema_check'", db="dupfinder"))
     assert (row["schema_version"], row["kind"], row["metric"], row["dimension"], row["model"]) == (2, "hnsw", "inner_product", DIM, MODEL)
-    assert row["hnsw"] == {"m": 16, "ef_construction": 64, "ef_search": 100} and row["versions"]["pgvector"]
+    assert row["hnsw"] == {"m": 16, "ef_construction": 64, "ef_search": 200} and row["versions"]["pgvector"]
     assert pg.psql("SELECT string_agg(version || ' ' || name, ', ' ORDER BY version) FROM dupfinder_migrations "
                    "WHERE index_name = 'schema_check'", db="dupfinder") == "1 m001_questions_table, 2 m002_hnsw_index"
     store.close()
@@ -176,7 +176,7 @@ def test_large_first_batch_builds_the_graph_after_copying(pg, monkeypatch):
 def test_ef_search_is_set_per_connection_and_raised_for_a_large_k(pg):
     store = make_store(pg)
     add(store, random_corpus(250, seed=4))
-    assert store.ef_search == 100
+    assert store.ef_search == 200
     store.ef_search = 7
     _, ids = store.search(ENC.encode(["random question 1"]), 5)
     assert (ids >= 0).all()
@@ -397,7 +397,7 @@ def test_server_killed_mid_batch_keeps_what_was_committed(pg, monkeypatch):
     monkeypatch.setattr(PostgresStore, "_insert", insert_then_crash)
     with pytest.raises(IndexStoreError) as e:
         add(store, corpus)
-    assert str(e.value).startswith(f"lost the connection to PostgreSQL at {store.location} while adding to (")
+    assert str(e.value).startswith(f"lost the connection to PostgreSQL at {store.location} while adding to it (")
     assert str(e.value).endswith("no partial batch is stored: run the command again (questions already stored are skipped)")
     assert "\n" not in str(e.value)
     monkeypatch.setattr(PostgresStore, "_insert", original)
@@ -489,7 +489,7 @@ def test_dupfinder_index_killed_mid_batch(pg, tiny_model, pairs_file, tmp_path, 
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 1
         last = err.splitlines()[-1]  # after the reader's summary of the file
-        assert last.startswith(f"Error: lost the connection to PostgreSQL at {parse_location(uri).shown} while adding to (")
+        assert last.startswith(f"Error: lost the connection to PostgreSQL at {parse_location(uri).shown} while adding to it (")
         assert last.endswith("no partial batch is stored: run the command again (questions already stored are skipped)")
         pg.restart()
     with open_store(uri) as store:

@@ -39,8 +39,9 @@ class HnswSettings:
     m: int = 16  # graph degree (pgvector's default): memory and build time grow with it, recall too
     ef_construction: int = 64  # candidate list while building (pgvector's default): build time against graph quality
     # candidate list per query, set as hnsw.ef_search on each connection (`query --ef-search` overrides
-    # it); pgvector returns at most ef_search rows, so a larger k raises it for that query
-    ef_search: int = 100
+    # it); pgvector returns at most ef_search rows, so a larger k raises it for that query. On 517,609
+    # Quora questions (benchmarks/bench_scale.py): recall@10 of exact 0.968 at 100, 0.981 at 200
+    ef_search: int = 200
 
 
 def _psycopg():
@@ -134,12 +135,15 @@ class PostgresStore:
         kind = (create or {}).get("kind")
         if kind is not None and kind not in KINDS:
             raise InputError(f"unknown index kind {kind!r}; use one of: {', '.join(KINDS)}")
-        self.meta = self._read(self._open, "opening")
-        if self.meta is None and create is None:
-            raise IndexStoreError(f"no index at {self.location}: build one with `dupfinder index FILE --index {self.location}`")
-        if self.meta is not None and kind not in (None, self.meta["kind"]):
+        try:
+            self.meta = self._read(self._open, "opening")
+            if self.meta is None and create is None:
+                raise IndexStoreError(f"no index at {self.location}: build one with `dupfinder index FILE --index {self.location}`")
+            if self.meta is not None and kind not in (None, self.meta["kind"]):
+                raise InputError(f"{self.location} is a {self.meta['kind']} index; leave out --kind to append, or use another table")
+        except BaseException:
             self.close()
-            raise InputError(f"{self.location} is a {self.meta['kind']} index; leave out --kind to append, or use another table")
+            raise
 
     # ------------------------------------------------------------ connections and errors
 
@@ -175,15 +179,14 @@ class PostgresStore:
 
         params = self._pg.conninfo.conninfo_to_dict(self.where.conninfo)
         kwargs = {k: v for k, v in (("application_name", "dupfinder"), ("connect_timeout", "10")) if k not in params}
+        pool = None
         try:
             pool = ConnectionPool(self.where.conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs,
                                   configure=configure, check=ConnectionPool.check_connection, open=True, name="dupfinder")
             pool.wait(timeout=30)
         except Exception as e:  # noqa: BLE001  (PoolTimeout carries no libpq message: connect once for it)
-            try:
+            if pool is not None:
                 pool.close()
-            except Exception:  # noqa: BLE001
-                pass
             self._connect().close()
             raise IndexStoreError(f"cannot open a connection pool to {self.location}: {_first_line(e)}") from None
         self._pool = pool
@@ -272,7 +275,7 @@ class PostgresStore:
         if isinstance(e, psycopg.OperationalError) and _connection_lost(e):
             then = ("no partial batch is stored: run the command again (questions already stored are skipped)" if write
                     else "run the command again")
-            return IndexStoreError(f"lost the connection to PostgreSQL at {self.location} while {doing} ({msg}); {then}")
+            return IndexStoreError(f"lost the connection to PostgreSQL at {self.location} while {doing} it ({msg}); {then}")
         if isinstance(e, psycopg.OperationalError) and getattr(e, "sqlstate", None) is None:
             return self._connect_error(e)
         if isinstance(e, psycopg.errors.InsufficientPrivilege):
@@ -316,7 +319,6 @@ class PostgresStore:
         return meta
 
     def _meta(self, cur) -> dict | None:
-        
         cur.execute(f"SELECT name, schema_version, kind, metric, dimension, model, hnsw, versions, created, updated "
                     f"FROM {CATALOG} WHERE name = %s", (self.table,))
         row = cur.fetchone()
