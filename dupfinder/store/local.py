@@ -470,6 +470,9 @@ class LocalStore:
                 self.db.execute("ROLLBACK")
                 raise
             self._purged_seq = pointer["purged_seq"]
+            # the WAL has served its purpose once a snapshot covers it: give its space back (a reader
+            # still in a transaction makes this a no-op, which is fine)
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._data_version = self.db.execute("PRAGMA data_version").fetchone()[0]
             keep = {pointer["dir"], current["dir"]}  # the previous one too: a process may be loading it
             for p in self.directory.glob("snap-*"):
