@@ -19,8 +19,8 @@ from dupfinder.dedup import (
     group_identical,
     knn_partitioned,
     neighbour_edges,
-    output_rows,
 )
+from dupfinder.dedup_table import output_rows
 from dupfinder.errors import DupfinderError
 from dupfinder.io import write_table
 from dupfinder.knn import exact_search

@@ -201,7 +201,7 @@ def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_col
 
     Example: dupfinder dedup questions.csv -o deduped.csv --keep-canonical
     """
-    from dupfinder.dedup import check_columns, output_rows, summary
+    from dupfinder.dedup_table import check_columns, output_rows, summary
     from dupfinder.io import check_output, load_questions, write_table
 
     started = time.perf_counter()
