@@ -119,8 +119,9 @@ class LocalBench(StoreBench):
 
 
 class PostgresBench(StoreBench):
-    """PostgreSQL + pgvector: --pg-uri, else a server of the pgserver package in --work
-    (shared_buffers --pg-shared-buffers, the rest at PostgreSQL's defaults)."""
+    """PostgreSQL + pgvector: --pg-uri, else a throwaway server in --work from the pgserver
+    package's binaries, or those of $DUPFINDER_PG_BIN (fsync on, shared_buffers --pg-shared-buffers,
+    the rest at PostgreSQL's defaults)."""
 
     name = "postgres"
 
@@ -146,7 +147,7 @@ class PostgresBench(StoreBench):
                         ("server_version", "shared_buffers", "max_parallel_maintenance_workers", "maintenance_work_mem", "work_mem")}
             vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
         return {"settings": settings, "pgvector": vector[0] if vector else None, "hnsw": asdict(HnswSettings()),
-                "server": "pgserver, started by the benchmark" if self.server else "given by --pg-uri"}
+                "server": f"started by the benchmark from {self.server.bin}" if self.server else "given by --pg-uri"}
 
     def _admin(self):
         import psycopg
@@ -184,8 +185,8 @@ class PostgresBench(StoreBench):
         if self.server is not None:
             procs = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and str(self.server.data) in " ".join(p.info["cmdline"])]
             procs += [c for p in procs for c in p.children(recursive=True)]
-            uss = sum(p.memory_full_info().uss for p in {p.pid: p for p in procs}.values())
-            out.update(memory_bytes=int(uss), memory_how="USS of the server's processes (shared_buffers counted where touched)")
+            pss = sum(p.memory_full_info().pss for p in {p.pid: p for p in procs}.values())
+            out.update(memory_bytes=int(pss), memory_how="PSS of the server's processes: shared_buffers shared out among them, where touched")
         return out
 
     def stop(self) -> None:
