@@ -17,7 +17,7 @@ from dupfinder.errors import IndexStoreError
 def migrate_generations(directory: Path, store) -> None:
     """Rewrite a format-1 folder as format 2 (called under the folder lock). The new manifest is
     the commit point: a process killed before it leaves format 1 in place, migrated again next time."""
-    from dupfinder.store import local
+    from dupfinder.store import folder as local
 
     manifest = json.loads((directory / local.MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("format_version") != 1:
