@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import random
-import re
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable, Iterable, Iterator, Sequence
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
@@ -46,161 +43,12 @@ from dupfinder.store.base import (
     text_hash,
     utc_now,
 )
+from dupfinder.store.milvus_wire import (  # noqa: F401 (parse_uri, Retry: part of this module's API)
+    CONSISTENCY, FIELDS, FLUSH_MIN_ROWS, FORMAT_VERSION, HnswParams, IN_FLIGHT, KINDS, LOOKUP_CHUNK, MAX_BYTES, MAX_TOPK, PREFIX, RETRY, Retry, SEARCH_CHUNK, SOURCE_PREFIX, check_lengths, chunks, literal, not_loaded, parse_uri, quiet_pymilvus, reason, record_of, transient,
+)
 
-FORMAT_VERSION = 1
-DEFAULT_PORT = 19530
-KINDS = ("hnsw", "flat")  # hnsw: approximate graph search (the default here); flat: exact, every vector scanned
-PREFIX = "dupfinder."  # collection properties written by dupfinder
-SOURCE_PREFIX = PREFIX + "source."  # one property per source file ever added (their counts are queried)
-
-# Milvus VARCHAR lengths are in bytes (UTF-8); a longer value is refused before anything is written
-MAX_BYTES = {"user_id": 1024, "text": 65_535, "source": 4096}
-FIELDS = ["id", "user_id", "text", "text_hash", "source", "added"]  # what a Record is read from
-
-# Reads use Strong consistency: the server answers only after it has applied every write
-# acknowledged before the read began, whichever client made it. The next `dupfinder query` is
-# another process than the `dupfinder index` before it (Session consistency would not cover it),
-# and `add` looks up stored ids and text hashes to stay idempotent: a stale answer there would
-# store a question twice. On a cluster it costs a wait for the latest time tick per read (tens of
-# ms at most); Bounded would spare it but let a search miss what was added a moment ago.
-CONSISTENCY = "Strong"
-
-# upsert requests sent at once. One: Milvus Lite's server applies concurrent writes to one
-# collection without a lock (its write-ahead log interleaves them), and with two in flight a test
-# lost a batch across a server restart. A cluster takes more (the client would convert one batch
-# while the server stores the other); raise it only for a server known to be safe.
-IN_FLIGHT = 1
 BATCH_ROWS = 2000  # rows per upsert request: about 2.5 MB at 256 dimensions, far below gRPC's 64 MB
 BATCH_BYTES = 16 << 20  # and at most this much text + vector per request (long questions)
-LOOKUP_CHUNK = 1000  # values per `in [...]` filter
-SEARCH_CHUNK = 1024  # query vectors per search request (Milvus takes at most 16,384)
-MAX_TOPK = 16_384  # Milvus's limit on k
-FLUSH_MIN_ROWS = 1000  # an add of at least this many rows ends with a flush (see `add`)
-
-
-@dataclass
-class HnswParams:
-    """The HNSW index a new collection gets (`dupfinder.index` property). The local store's values,
-    so that both give the same recall: on 518k Quora questions efSearch 96 reached recall@10 0.98."""
-
-    M: int = 32  # graph degree: memory and build time grow with it, recall too
-    efConstruction: int = 160  # candidate list while building
-    ef: int = 96  # candidate list per query (Milvus needs ef >= k; `query --ef-search` overrides it)
-
-
-@dataclass
-class Retry:
-    """Transient errors (server unreachable or restarting, rate limited, timed out) are retried with
-    exponential backoff: 0.5 + 1 + 2 + 4 + 8 s, about 15 s in all, covers a server restart."""
-
-    attempts: int = 6
-    first_s: float = 0.5
-    cap_s: float = 8.0
-    timeout_s: float = 60.0  # one request's deadline (pymilvus retries connection errors within it too)
-
-
-RETRY = Retry()
-
-
-@dataclass(frozen=True)
-class Address:
-    """A parsed milvus:// URI. `location` never holds the password."""
-
-    host: str
-    port: int
-    collection: str
-    db: str = ""
-    user: str = ""
-    password: str = ""
-    secure: bool = False
-
-    @property
-    def uri(self) -> str:
-        return f"{'https' if self.secure else 'http'}://{self.host}:{self.port}"
-
-    @property
-    def location(self) -> str:
-        db = f"?db={self.db}" if self.db else ""
-        return f"milvus://{self.host}:{self.port}/{self.collection}{db}"
-
-    @property
-    def server(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
-
-
-def parse_uri(location: str) -> Address:
-    """`milvus://[USER:PASSWORD@]HOST[:PORT]/COLLECTION[?db=NAME&secure=true]`; the password may also
-    come from $DUPFINDER_MILVUS_TOKEN (`USER:PASSWORD`, or an API key)."""
-    usage = "give --index as milvus://HOST:PORT/COLLECTION (for example milvus://localhost:19530/questions)"
-    parts = urlsplit(location)
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise InputError(f"bad port in {_without_password(location)}; {usage}") from None
-    collection = parts.path.strip("/")
-    if not parts.hostname or not collection:
-        raise InputError(f"{_without_password(location)} names no {'host' if not parts.hostname else 'collection'}; {usage}")
-    if not NAME.fullmatch(collection):
-        raise InputError(f"{collection!r} is not a Milvus collection name: letters, digits and _, not starting with a digit; {usage}")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"db", "secure"}
-    if unknown:
-        raise InputError(f"unknown option {', '.join(sorted(unknown))} in {_without_password(location)}; the options are db and secure")
-    return Address(parts.hostname, port, collection, query.get("db", ""), unquote(parts.username or ""),
-                   unquote(parts.password or ""), query.get("secure", "").lower() in ("1", "true", "yes"))
-
-
-def _without_password(location: str) -> str:
-    return re.sub(r"//[^/@]*@", "//", location)
-
-
-# ---------------------------------------------------------------- errors
-
-
-def _transient(e: BaseException) -> bool:
-    """Worth retrying: the server is unreachable, restarting, overloaded or slow."""
-    code = getattr(e, "code", None)
-    code = code() if callable(code) else code  # grpc.RpcError.code() is a method
-    name = getattr(code, "name", "")
-    if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"):
-        return True
-    if getattr(e, "retriable", False) or code in (2, 8):  # 2: pymilvus could not connect; 8: rate limited
-        return True
-    message = str(getattr(e, "message", "") or e).lower()
-    return any(s in message for s in ("fail connecting", "unavailable", "not ready", "connection refused", "deadline exceeded",
-                                      "rate limit", "socket closed", "connection reset"))
-
-
-def _not_loaded(e: BaseException) -> bool:
-    message = str(getattr(e, "message", "") or e).lower()
-    return getattr(e, "code", None) == 101 or "not loaded" in message or "state 'released'" in message
-
-
-def _reason(e: BaseException) -> str:
-    message = str(getattr(e, "message", "") or e) or type(e).__name__
-    return " ".join(message.split())[:300]  # one line
-
-
-def _quiet_pymilvus() -> None:
-    """pymilvus logs each failed request with its traceback on stderr; the CLI says it in one line."""
-    for name in ("pymilvus", "pymilvus.decorators"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _literal(value: str) -> str:
-    """A Milvus filter string literal: double quotes, with backslash and quote escaped."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-# ---------------------------------------------------------------- the store
 
 
 class MilvusStore:
@@ -243,7 +91,7 @@ class MilvusStore:
             from pymilvus import MilvusClient
         except ModuleNotFoundError:
             raise IndexStoreError("milvus:// indexes need pymilvus: pip install 'dupfinder[milvus]'") from None
-        _quiet_pymilvus()
+        quiet_pymilvus()
         a = self.address
         token = os.environ.get("DUPFINDER_MILVUS_TOKEN", "") or (f"{a.user}:{a.password}" if a.user else "")
         return self._call("connect", lambda: MilvusClient(uri=a.uri, token=token, db_name=a.db, timeout=self.retry.timeout_s))
@@ -258,26 +106,26 @@ class MilvusStore:
             except (InputError, IndexStoreError):
                 raise
             except Exception as e:
-                if _not_loaded(e) and not reloaded:  # a restarted server comes back with its collections released
+                if not_loaded(e) and not reloaded:  # a restarted server comes back with its collections released
                     reloaded = True
                     self._call("load_collection", self.client.load_collection, self.address.collection, **self._timeout())
                     continue
-                if attempt == self.retry.attempts or not _transient(e):
+                if attempt == self.retry.attempts or not transient(e):
                     raise self._error(what, e, attempt) from None
                 time.sleep(delay)
                 delay = min(delay * 2, self.retry.cap_s)
 
     def _error(self, what: str, e: BaseException, attempts: int) -> IndexStoreError:
-        reason = _reason(e)
+        why = reason(e)
         tries = f" after {attempts} tries" if attempts > 1 else ""
-        if _transient(e):
-            return IndexStoreError(f"cannot reach the Milvus server at {self.address.server}{tries} ({reason}); "
+        if transient(e):
+            return IndexStoreError(f"cannot reach the Milvus server at {self.address.server}{tries} ({why}); "
                                    f"start it, or check the host and port of --index")
-        lowered = reason.lower()
+        lowered = why.lower()
         if "collection" in lowered and ("not exist" in lowered or "not found" in lowered):
-            return IndexStoreError(f"the collection of {self.location} is gone ({reason}); rebuild it with: "
+            return IndexStoreError(f"the collection of {self.location} is gone ({why}); rebuild it with: "
                                    f"dupfinder index FILE --index {self.location}")
-        return IndexStoreError(f"Milvus at {self.address.server} refused {what} on {self.location}{tries}: {reason}")
+        return IndexStoreError(f"Milvus at {self.address.server} refused {what} on {self.location}{tries}: {why}")
 
     def _timeout(self) -> dict:
         return {"timeout": self.retry.timeout_s}
@@ -397,8 +245,8 @@ class MilvusStore:
     def _lookup(self, field: str, values: Sequence, fields: list[str]) -> list[dict]:
         """Rows whose `field` is one of `values` (strings), a chunk of values per request."""
         out: list[dict] = []
-        for chunk in _chunks(sorted(set(values)), LOOKUP_CHUNK):
-            expr = f"{field} in [{', '.join(_literal(v) for v in chunk)}]"
+        for chunk in chunks(sorted(set(values)), LOOKUP_CHUNK):
+            expr = f"{field} in [{', '.join(literal(v) for v in chunk)}]"
             out += self._query(expr, fields, limit=MAX_TOPK)
         return out
 
@@ -433,7 +281,7 @@ class MilvusStore:
                 ids[row, :n] = [h["id"] for h in hits]
                 scores[row, :n] = [h["distance"] for h in hits]
                 for h in hits:
-                    self._last_hits[h["id"]] = _record(h["id"], h["entity"])
+                    self._last_hits[h["id"]] = record_of(h["id"], h["entity"])
                     self._last_vectors[h["id"]] = h["entity"]["embedding"]
         return scores, ids
 
@@ -443,22 +291,22 @@ class MilvusStore:
             return {}
         out = {i: self._last_hits[i] for i in wanted if i in self._last_hits}
         missing = [i for i in wanted if i not in out]
-        for chunk in _chunks(missing, LOOKUP_CHUNK):
+        for chunk in chunks(missing, LOOKUP_CHUNK):
             for r in self._query(f"id in [{', '.join(map(str, chunk))}]", FIELDS, limit=MAX_TOPK):
-                out[int(r["id"])] = _record(int(r["id"]), r)
+                out[int(r["id"])] = record_of(int(r["id"]), r)
         return out
 
     def lookup(self, user_ids: Iterable[str]) -> dict[str, Record]:
         """User id -> its record; unknown ids are left out."""
         if self._meta is None:
             return {}
-        return {r["user_id"]: _record(int(r["id"]), r) for r in self._lookup("user_id", list(user_ids), FIELDS)}
+        return {r["user_id"]: record_of(int(r["id"]), r) for r in self._lookup("user_id", list(user_ids), FIELDS)}
 
     def get_vectors(self, ids: Iterable[int]) -> np.ndarray:
         """The stored vectors (n, d) float32 of store ids, in the order given; an unknown id is a KeyError."""
         wanted = [int(i) for i in ids]
         found = {i: self._last_vectors[i] for i in wanted if i in self._last_vectors}
-        for chunk in _chunks(sorted(set(wanted) - set(found)), LOOKUP_CHUNK):
+        for chunk in chunks(sorted(set(wanted) - set(found)), LOOKUP_CHUNK):
             for r in self._query(f"id in [{', '.join(map(str, chunk))}]", ["id", "embedding"], limit=MAX_TOPK):
                 found[int(r["id"])] = np.asarray(r["embedding"], np.float32)
         missing = [i for i in wanted if i not in found]
@@ -470,7 +318,7 @@ class MilvusStore:
         """Source -> questions, most first: the sources ever added are properties, their counts queried."""
         if self._meta is None:
             return {}
-        counts = {s: int(self._query(f"source == {_literal(s)}", ["count(*)"])[0]["count(*)"]) for s in self._meta["sources"]}
+        counts = {s: int(self._query(f"source == {literal(s)}", ["count(*)"])[0]["count(*)"]) for s in self._meta["sources"]}
         return {s: n for s, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if n}
 
     def info(self) -> dict:
@@ -502,7 +350,7 @@ class MilvusStore:
                 raise InputError("no questions to index: every one was empty")
             report.count = self.count
             return report
-        _check_lengths([q for _, q, _ in plan.fresh])
+        check_lengths([q for _, q, _ in plan.fresh])
         if self._meta is None:
             self._create_collection()
         self._last_hits, self._last_vectors = {}, {}
@@ -532,7 +380,7 @@ class MilvusStore:
         written, pending = 0, deque()
         self._failure = None
         with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="milvus-upsert") as pool:
-            for batch in _batches(rows):
+            for batch in batches(rows):
                 if self._failure is None:
                     pending.append((len(batch), pool.submit(self._call, "upsert", self.client.upsert, self.address.collection,
                                                             batch, **self._timeout())))
@@ -562,7 +410,7 @@ class MilvusStore:
         raise IndexStoreError(f"{self.location}: no free range of {n:,} ids found; this should not happen, report it")
 
     def _delete(self, ids: Sequence[int]) -> None:
-        for chunk in _chunks(sorted(ids), LOOKUP_CHUNK * 10):
+        for chunk in chunks(sorted(ids), LOOKUP_CHUNK * 10):
             self._call("delete", self.client.delete, self.address.collection, ids=list(chunk), **self._timeout())
 
     def _record_write(self, sources: set[str]) -> None:
@@ -587,7 +435,7 @@ class MilvusStore:
             by_user.setdefault(r["user_id"], []).append(int(r["id"]))
         numbers = [int(w) for w in wanted if w not in by_user and w.lstrip("-").isascii() and w.lstrip("-").isdigit()]
         without_user_id: set[int] = set()
-        for chunk in _chunks(numbers, LOOKUP_CHUNK):
+        for chunk in chunks(numbers, LOOKUP_CHUNK):
             rows = self._query(f"id in [{', '.join(map(str, chunk))}] and user_id is null", ["id"], limit=MAX_TOPK)
             without_user_id.update(int(r["id"]) for r in rows)
         doomed = resolve_ids(wanted, lambda w: by_user.get(w, []), lambda i: [i] if i in without_user_id else [], self.location)
@@ -611,22 +459,7 @@ class MilvusStore:
         self.close()
 
 
-def _record(i: int, row: dict) -> Record:
-    return Record(int(i), row.get("user_id"), row["text"], row["text_hash"], row["source"], row["added"])
-
-
-def _check_lengths(questions: Sequence[Question]) -> None:
-    """Refuse, before anything is written, a value longer than its VARCHAR column holds."""
-    for q in questions:
-        for field, value in (("user_id", q.user_id), ("text", q.text), ("source", q.source)):
-            if value is not None and len(value.encode("utf-8")) > MAX_BYTES[field]:
-                what = {"user_id": "an id", "text": "a question", "source": "a file name"}[field]
-                shown = value[:60] + "..." if len(value) > 60 else value
-                raise InputError(f"{what} is longer than the {MAX_BYTES[field]:,} bytes a Milvus index holds: {shown!r}; "
-                                 f"shorten it; nothing was added")
-
-
-def _batches(rows: list[dict]) -> Iterator[list[dict]]:
+def batches(rows: list[dict]) -> Iterator[list[dict]]:
     """At most BATCH_ROWS rows and about BATCH_BYTES per request."""
     batch: list[dict] = []
     size = 0
