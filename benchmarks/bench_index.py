@@ -2,7 +2,7 @@
 by side), recall@10 against exact float32 search, and a cold `dupfinder query` process. Prints the
 machine, versions and command, writes a JSON to benchmarks/results/; never asserts.
 
-Targets (issue 3): index 100,000 questions in <= 30 s on 2 cores (encoding included); warm query
+Targets: index 100,000 questions in <= 30 s on 2 cores (encoding included); warm query
 (encode + search + metadata) p50 <= 2 ms and p99 <= 10 ms on 100,000 with exact search; HNSW on
 500,000, p50 <= 1 ms at recall@10 >= 0.98 of exact; a cold `dupfinder query` in <= 2 s.
 

@@ -10,7 +10,7 @@ Stores (`--stores`, comma-separated): `local` (FAISS HNSW + SQLite folder, `Loca
 --milvus-uri names one). The corpus is encoded once and
 cached in --work as .npy, so a second run measures only the stores.
 
-Targets (issue 22): recall@10 >= 0.98 at the default ef_search; bulk indexing >= 5,000 questions/s;
+Targets: recall@10 >= 0.98 at the default ef_search; bulk indexing >= 5,000 questions/s;
 query p50 <= 5 ms on 2 cores; retrieval nDCG@10 through PostgreSQL within 0.005 of FAISS.
 
 Examples:

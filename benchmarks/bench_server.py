@@ -13,7 +13,7 @@ Reported per phase: requests/s, latency p50/p90/p99/max, errors, and the server'
 per request (user + system, from /proc), which says what the server costs whatever else the
 machine is running. The load average before and after each phase says how busy the machine was.
 
-Targets (issue 21, 2 cores, 100,000 questions): search >= 500 requests/s at 8 clients with p50 <= 5 ms
+Targets (2 cores, 100,000 questions): search >= 500 requests/s at 8 clients with p50 <= 5 ms
 and p99 <= 25 ms; one add or remove p50 <= 10 ms and p99 <= 50 ms; mixed and kill -9: zero errors,
 zero acknowledged writes lost, the index opens consistent.
 

@@ -1,5 +1,5 @@
 """The verdict stage against the cosine rule, side by side in one run: dev pairs at each rule's
-stored threshold (all, and the pairs whose questions the training file never had), the issue's
+stored threshold (all, and the pairs whose questions the training file never had), the
 named pairs, dedup of dev's questions against gold clusters, and warm query latency with verdicts.
 
     python benchmarks/bench_verdict.py [--model DIR] [--threads 1] [--n-index 100000] [--queries 1000] [--no-dedup]
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, print_environment, set_threads  # noqa: E402
 
 DATA = Path(__file__).parents[1].parent / "shared/data/quora"
-NAMED = [  # (question1, question2, duplicate?) as the issue names them
+NAMED = [  # (question1, question2, duplicate?): the pairs the verdict is held to
     ("How old are you?", "What is your age?", True), ("Where are you from?", "Where are you going?", False),
     ("Can you see me?", "Are you seeing me?", True), ("When is the game?", "What time is the game?", True),
     ("Where are thou?", "Where are you?", True), ("What is your age?", "Where are you from?", False),

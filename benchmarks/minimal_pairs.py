@@ -8,7 +8,7 @@ The set is built by construction from two hand-written word lists: SAME (a synon
 the word takes in a question: "movie" -> "film") labels the pair a duplicate; OTHER (a sibling
 concept or an opposite: "buy" -> "sell", "India" -> "China") labels it not. Each source question
 gives one pair per list where both apply (a triplet: the paraphrase must score above the change),
-else one pair. Words of the issue's named examples are not used. Reported: pair accuracy at each
+else one pair. Words of the named example pairs are not used. Reported: pair accuracy at each
 system's own threshold (MiniLM's is its best dev threshold, 0.757, an upper bound), and the share of
 triplets ordered right. Never used for training.
 """

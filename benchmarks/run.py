@@ -309,7 +309,7 @@ def product_lines(product: dict) -> list[str]:
 
 
 def target_lines(results: dict) -> list[str]:
-    """How the run stands against the issue's targets; reported, never asserted."""
+    """How the run stands against the project's targets; reported, never asserted."""
     s = results["systems"]
     ours = s.get("dupfinder")
     lines = []

@@ -36,6 +36,6 @@ def test_a_changed_entity_is_not_a_duplicate(a, b):
 
 
 def test_a_reworded_short_question_is_a_duplicate():
-    """Issue 2's first example: different words, same question."""
+    """The first named example: different words, same question."""
     enc = dupfinder.load_model()
     assert enc.similarity("How old are you?", "What is your age?") > enc.threshold

@@ -5,7 +5,7 @@ import torch
 
 from dupfinder.train.losses import in_batch_softmax_loss, labeled_negative_loss, triplet_loss_hard
 
-# The matrix from the issue: rows are v1, columns v2.
+# The worked example of the course loss: rows are v1, columns v2.
 S = torch.tensor([
     [0.9, -0.8, 0.3, -0.5],
     [-0.8, 0.5, 0.1, -0.2],
