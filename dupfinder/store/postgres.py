@@ -5,107 +5,24 @@ with. `postgresql://USER@HOST:PORT/DB?table=NAME`: any libpq URI, plus `table` (
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import weakref
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Iterable, Iterator, Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from dupfinder.errors import DupfinderError, IndexStoreError, InputError
+from dupfinder.errors import IndexStoreError, InputError
 from dupfinder.store.base import METRIC, AddReport, Question, Record, RemoveReport, plan_add, resolve_ids, text_hash
+from dupfinder.store.pg_wire import (  # noqa: F401 (HnswSettings, parse_location, BULK_MIN: part of this module's API)
+    BULK_MIN, CATALOG_LOCK, HnswSettings, KINDS, LOCK_SPACE, array, iso, load_psycopg, megabytes, parse_location,
+)
+from dupfinder.store.pg_session import Connections
 from dupfinder.store.pg_migrations import CATALOG
 
-KINDS = ("hnsw", "flat")  # hnsw: pgvector's HNSW graph (the default); flat: exact scan, for small tables
-DEFAULT_TABLE = "dupfinder_questions"
-TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")  # plain SQL names: the HNSW index's name adds a suffix
-LOCK_SPACE = 1684434020  # first key of this store's advisory locks ("dfpd"); the second is hashtext(table)
-CATALOG_LOCK = 0
-# a batch at least this large, and at least as large as the table, is copied in before the HNSW graph
-# is built (in one pass, in memory, in parallel) instead of being inserted into the graph row by row
-BULK_MIN = 10_000
-PASSWORD_FREE = ("password",)  # URI parameters never shown
-
-
-@dataclass
-class HnswSettings:
-    """pgvector HNSW parameters, recorded in the catalog when the index is created."""
-
-    m: int = 16  # graph degree (pgvector's default): memory and build time grow with it, recall too
-    ef_construction: int = 64  # candidate list while building (pgvector's default): build time against graph quality
-    # candidate list per query, set as hnsw.ef_search on each connection (`query --ef-search` overrides
-    # it); pgvector returns at most ef_search rows, so a larger k raises it for that query. On 517,609
-    # Quora questions (benchmarks/bench_scale.py): recall@10 of exact 0.968 at 100, 0.981 at 200
-    ef_search: int = 200
-
-
-def _psycopg():
-    try:
-        import pgvector.psycopg  # noqa: F401
-        import psycopg
-    except ModuleNotFoundError:
-        raise IndexStoreError("PostgreSQL indexes need psycopg and pgvector: pip install 'dupfinder[postgres]'") from None
-    return psycopg
-
-
-# ---------------------------------------------------------------- the location
-
-
-@dataclass(frozen=True)
-class Location:
-    conninfo: str  # for libpq: the URI without `table`
-    table: str
-    shown: str  # for messages: the URI without its password
-    database: str
-    user: str
-    password: str | None
-
-
-def parse_location(location: str) -> Location:
-    """Split `table=` off a libpq URI, check both, and make a form to show (no password)."""
-    psycopg = _psycopg()
-    parts = urlsplit(location)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    tables = [v for k, v in query if k == "table"]
-    rest = [(k, v) for k, v in query if k != "table"]
-    table = tables[-1] if tables else DEFAULT_TABLE
-    conninfo = _join(parts.scheme, parts.netloc, parts.path, urlencode(rest))
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    user_part = userinfo.split(":", 1)[0]
-    shown = _join(parts.scheme, (f"{user_part}@" if user_part else "") + hosts, parts.path,
-                  urlencode([(k, v) for k, v in rest if k not in PASSWORD_FREE] + [("table", table)], safe="/"))
-    if not TABLE_NAME.fullmatch(table):
-        raise InputError(f"table={table!r} in {shown}: use lower-case letters, digits and _ (at most 40, not starting with a digit)")
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except psycopg.Error as e:
-        raise IndexStoreError(f"{shown} is not a valid PostgreSQL URI ({_first_line(e)}); "
-                              f"use postgresql://USER@HOST:PORT/DATABASE?table=NAME") from None
-    import getpass
-
-    user = params.get("user") or getpass.getuser()
-    return Location(conninfo, table, shown, params.get("dbname") or user, user, params.get("password"))
-
-
-def _join(scheme: str, netloc: str, path: str, query: str) -> str:
-    """A URI from its parts; unlike urlunsplit, keeps `//` when there is no host (a Unix socket)."""
-    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0].strip() if text else type(e).__name__
-
-
-# ---------------------------------------------------------------- the store
-
-
-class PostgresStore:
+class PostgresStore(Connections):
     """An index in a PostgreSQL table (see the module doc).
 
     `PostgresStore(uri)` opens an existing index; with `create` ({"kind": "hnsw" | "flat" | None})
@@ -117,7 +34,7 @@ class PostgresStore:
     """
 
     def __init__(self, location: str, create: dict | None = None, hnsw: HnswSettings | None = None):
-        self._pg = _psycopg()
+        self._pg = load_psycopg()
         self.where = parse_location(location)
         self.location = self.where.shown
         self.table = self.where.table
@@ -144,148 +61,6 @@ class PostgresStore:
         except BaseException:
             self.close()
             raise
-
-    # ------------------------------------------------------------ connections and errors
-
-    def _connect(self):
-        psycopg = self._pg
-        from pgvector.psycopg import register_vector
-
-        params = psycopg.conninfo.conninfo_to_dict(self.where.conninfo)
-        extra = {k: v for k, v in (("application_name", "dupfinder"), ("connect_timeout", "10")) if k not in params}
-        try:
-            conn = psycopg.connect(self.where.conninfo, autocommit=True, **extra)
-        except psycopg.Error as e:
-            raise self._connect_error(e) from None
-        try:
-            register_vector(conn)
-        except psycopg.ProgrammingError:  # no vector type yet: registered once the extension is created
-            pass
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def use_pool(self, max_size: int = 8, min_size: int = 1) -> None:
-        """Serve from a pool of connections (psycopg_pool), for a multi-threaded server; each
-        connection is checked when taken, so a restarted database is reconnected to."""
-        from psycopg_pool import ConnectionPool
-
-        def configure(conn) -> None:
-            from pgvector.psycopg import register_vector
-
-            register_vector(conn)
-            conn.autocommit = True
-
-        params = self._pg.conninfo.conninfo_to_dict(self.where.conninfo)
-        kwargs = {k: v for k, v in (("application_name", "dupfinder"), ("connect_timeout", "10")) if k not in params}
-        pool = None
-        try:
-            pool = ConnectionPool(self.where.conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs,
-                                  configure=configure, check=ConnectionPool.check_connection, open=True, name="dupfinder")
-            pool.wait(timeout=30)
-        except Exception as e:  # noqa: BLE001  (PoolTimeout carries no libpq message: connect once for it)
-            if pool is not None:
-                pool.close()
-            self._connect().close()
-            raise IndexStoreError(f"cannot open a connection pool to {self.location}: {_first_line(e)}") from None
-        self._pool = pool
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    @contextmanager
-    def _connection(self) -> Iterator:
-        if self._pool is not None:
-            with self._pool.connection() as conn:
-                yield conn
-            return
-        with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            conn = self._conn
-        yield conn
-
-    def _drop_broken(self) -> None:
-        """Forget a single connection that broke, so the next use reconnects."""
-        if self._pool is None and self._conn is not None and (self._conn.broken or self._conn.closed):
-            self._conn.close()
-            self._conn = None
-
-    def _read(self, fn, doing: str):
-        """`fn(connection)`, reconnecting once when the connection broke (the server restarted, an idle
-        connection was cut): reads are safe to repeat."""
-        psycopg = self._pg
-        for attempt in (0, 1):
-            try:
-                with self._connection() as conn:
-                    return fn(conn)
-            except DupfinderError:
-                raise
-            except psycopg.OperationalError as e:
-                self._drop_broken()
-                if attempt == 0 and _connection_lost(e):
-                    continue
-                raise self._error(e, doing) from None
-            except psycopg.Error as e:
-                raise self._error(e, doing) from None
-
-    @contextmanager
-    def _transaction(self, doing: str) -> Iterator:
-        """A cursor in one transaction that holds this table's writer lock: all of it or none of it."""
-        psycopg = self._pg
-        self._read(lambda conn: conn.execute("SELECT 1"), doing)  # a dead connection is replaced before anything is sent
-        try:
-            with self._connection() as conn:
-                with conn.transaction():
-                    cur = conn.cursor()
-                    cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_SPACE, self.table))
-                    yield cur
-        except DupfinderError:
-            raise
-        except psycopg.Error as e:
-            self._drop_broken()
-            raise self._error(e, doing, write=True) from None
-
-    def _connect_error(self, e) -> IndexStoreError:
-        msg = self._clean(_first_line(e))
-        reason = msg.rsplit("failed: ", 1)[-1].strip()
-        low = msg.lower()
-        w = self.where
-        if "password authentication failed" in low:
-            return IndexStoreError(f"PostgreSQL refused the password of user {w.user} at {self.location}: "
-                                   f"check the user and password in the URI (or PGPASSWORD, ~/.pgpass)")
-        if "no password supplied" in low or "password is required" in low:
-            return IndexStoreError(f"PostgreSQL at {self.location} wants a password for user {w.user}: "
-                                   f"give it in the URI (postgresql://USER:PASSWORD@...) or in PGPASSWORD or ~/.pgpass")
-        if f'database "{w.database}" does not exist' in msg:
-            return IndexStoreError(f"database {w.database} does not exist on the server of {self.location}: "
-                                   f"create it (createdb {w.database}) or fix the URI")
-        if "role" in low and "does not exist" in low:
-            return IndexStoreError(f"PostgreSQL has no user {w.user} ({self.location}): fix the user in the URI")
-        if any(s in low for s in ("connection refused", "no such file or directory", "timeout expired", "could not translate host",
-                                  "network is unreachable", "no route to host", "could not connect")):
-            return IndexStoreError(f"cannot reach PostgreSQL at {self.location} ({reason}): is the server running, "
-                                   f"and are the host and port right?")
-        return IndexStoreError(f"cannot connect to PostgreSQL at {self.location}: {reason}")
-
-    def _error(self, e, doing: str, write: bool = False) -> IndexStoreError:
-        psycopg = self._pg
-        msg = self._clean(_first_line(e))
-        if isinstance(e, psycopg.OperationalError) and _connection_lost(e):
-            then = ("no partial batch is stored: run the command again (questions already stored are skipped)" if write
-                    else "run the command again")
-            return IndexStoreError(f"lost the connection to PostgreSQL at {self.location} while {doing} it ({msg}); {then}")
-        if isinstance(e, psycopg.OperationalError) and getattr(e, "sqlstate", None) is None:
-            return self._connect_error(e)
-        if isinstance(e, psycopg.errors.InsufficientPrivilege):
-            return IndexStoreError(f"user {self.where.user} may not do this in {self.location} ({msg}): "
-                                   f"grant it the rights, or use another user")
-        return IndexStoreError(f"PostgreSQL error while {doing} {self.location}: {msg}")
-
-    def _clean(self, text: str) -> str:
-        pw = self.where.password
-        return text.replace(pw, "***") if pw else text
 
     # ------------------------------------------------------------ opening and creating
 
@@ -506,7 +281,7 @@ class PostgresStore:
             n = cur.execute(self._sql("SELECT count(*) FROM {t}")).fetchone()[0]
             # the graph is built in memory when it fits: vectors plus about m * 2 neighbour slots each
             need_mb = int(n * (4 * int(meta["dimension"]) + 16 * int(meta["hnsw"]["m"]) * 2 + 64) / 2**20 * 1.3) + 64
-            have_mb = _megabytes(cur.execute("SHOW maintenance_work_mem").fetchone()[0])
+            have_mb = megabytes(cur.execute("SHOW maintenance_work_mem").fetchone()[0])
             if need_mb > have_mb:
                 cur.execute("SELECT set_config('maintenance_work_mem', %s, true)", (f"{min(need_mb, 8192)}MB",))
             copied = time.perf_counter()
@@ -580,7 +355,7 @@ class PostgresStore:
             cur = conn.execute(self._sql("SELECT id, user_id, text, text_hash, source, added FROM {t} WHERE id = ANY(%s)"), (wanted,))
             return cur.fetchall()
 
-        return {r[0]: Record(r[0], r[1], r[2], r[3], r[4], _iso(r[5])) for r in self._read(run, "reading")}
+        return {r[0]: Record(r[0], r[1], r[2], r[3], r[4], iso(r[5])) for r in self._read(run, "reading")}
 
     def lookup(self, user_ids: Iterable[str]) -> dict[str, Record]:
         """User id -> its record; unknown ids are left out."""
@@ -592,7 +367,7 @@ class PostgresStore:
             return conn.execute(self._sql("SELECT t.id, t.user_id, t.text, t.text_hash, t.source, t.added FROM {t} t "
                                           "JOIN unnest(%s::text[]) u(id) ON t.user_id = u.id"), (wanted,)).fetchall()
 
-        return {r[1]: Record(r[0], r[1], r[2], r[3], r[4], _iso(r[5])) for r in self._read(run, "reading")}
+        return {r[1]: Record(r[0], r[1], r[2], r[3], r[4], iso(r[5])) for r in self._read(run, "reading")}
 
     def get_vectors(self, ids: Iterable[int]) -> np.ndarray:
         """The stored vectors (n, d) float32 of store ids, in the order given; an unknown id is a KeyError."""
@@ -604,7 +379,7 @@ class PostgresStore:
             return conn.cursor(binary=True).execute(self._sql("SELECT id, embedding FROM {t} WHERE id = ANY(%s)"),
                                                     (sorted(set(wanted)),)).fetchall()
 
-        found = {i: _array(v) for i, v in (self._read(run, "reading") if self.meta is not None else [])}
+        found = {i: array(v) for i, v in (self._read(run, "reading") if self.meta is not None else [])}
         missing = [i for i in wanted if i not in found]
         if missing:
             raise KeyError(f"not in {self.location}: store ids {missing[:10]}")
@@ -617,7 +392,7 @@ class PostgresStore:
 
         rows = self._read(run, "reading") if self.meta is not None else []
         ids = np.array([r[0] for r in rows], dtype=np.int64)
-        vecs = np.stack([_array(r[1]) for r in rows]) if rows else np.zeros((0, self.dim), np.float32)
+        vecs = np.stack([array(r[1]) for r in rows]) if rows else np.zeros((0, self.dim), np.float32)
         return ids, vecs
 
     def sources(self) -> dict[str, int]:
@@ -637,7 +412,7 @@ class PostgresStore:
         out = {
             "index": self.location, "count": self.count, "kind": self.kind, "metric": meta.get("metric", METRIC),
             "dimension": self.dim, "size_bytes": int(size or 0), "table": self.table,
-            "schema_version": meta.get("schema_version"), "created": _iso(meta.get("created")), "updated": _iso(meta.get("updated")),
+            "schema_version": meta.get("schema_version"), "created": iso(meta.get("created")), "updated": iso(meta.get("updated")),
             "versions": meta.get("versions"), "sources": self.sources(),
         }
         if self.kind == "hnsw":
@@ -657,36 +432,3 @@ class PostgresStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _connection_lost(e) -> bool:
-    """A broken connection (server gone, restarted, killed) rather than an error of the statement."""
-    state = getattr(e, "sqlstate", None)
-    if state in ("57P01", "57P02", "57P03", "08000", "08003", "08006"):  # shutdown, crash, cannot connect now, connection errors
-        return True
-    text = str(e).lower()
-    return state is None and any(s in text for s in (
-        "server closed the connection", "connection is closed", "connection is lost", "terminating connection",
-        "consuming input failed", "sending query failed", "the connection is lost", "ssl syscall", "eof detected",
-        "broken pipe", "connection reset"))
-
-
-def _array(vector) -> np.ndarray:
-    """A vector as pgvector loads it (a `Vector` from 0.3 on, a numpy array before) -> (d,) float32."""
-    return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
-
-
-def _megabytes(setting: str) -> int:
-    value = re.fullmatch(r"(\d+)\s*([kMGT]?B)?", setting.strip())
-    if not value:
-        return 0
-    n, unit = int(value.group(1)), value.group(2) or "kB"
-    return n * {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}[unit] // 1024
-
-
-def _iso(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat(timespec="seconds")
-    return str(value)
