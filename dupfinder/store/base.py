@@ -214,7 +214,39 @@ def resolve_ids(wanted: Sequence[str], by_user_id, by_store_id, where: str) -> l
     return sorted(i for ids in found.values() for i in ids)
 
 
-class BruteForceStore:
+class StoreHandle:
+    """What every store shares: a context manager that closes it, and the one check that an
+    `ef_search` applies (HNSW only)."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def ef_search(self) -> int | None:
+        """HNSW candidates per query (None for an exact store); set it for this process only."""
+        return self._recorded_ef_search() if self.kind == "hnsw" else None
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if self.kind != "hnsw":
+            raise InputError(f"--ef-search applies to HNSW indexes; {self.location} is {self.kind}")
+        self._ef_search = int(value)
+        self._apply_ef_search(int(value))
+
+    def _recorded_ef_search(self) -> int | None:
+        return getattr(self, "_ef_search", None)
+
+    def _apply_ef_search(self, value: int) -> None:
+        pass
+
+
+class BruteForceStore(StoreHandle):
     """The reference: every vector in a numpy array, search by a full sort. Obviously right, slow."""
 
     kind = "brute-force"

@@ -31,7 +31,7 @@ import numpy as np
 
 from dupfinder.atomic import write_atomic
 from dupfinder.errors import IndexStoreError, InputError
-from dupfinder.store.base import METRIC, AddReport, Question, Record, RemoveReport, plan_add, resolve_ids, text_hash, utc_now
+from dupfinder.store.base import METRIC, AddReport, Question, Record, RemoveReport, StoreHandle, plan_add, resolve_ids, text_hash, utc_now
 from dupfinder.store.folder import (  # noqa: F401 (MANIFEST, read_manifest, ...: part of this module's API)
     DATABASE, FORMAT_VERSION, KINDS, MANIFEST, connect, folder_lock, not_a_folder, read_manifest,
 )
@@ -44,7 +44,7 @@ def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
-class LocalStore:
+class LocalStore(StoreHandle):
     """A store folder (see the module doc). `LocalStore(directory)` opens an existing one;
     `LocalStore(directory, create={"kind": ...})` also accepts a folder with none yet, which the
     first `add` creates with the model given to `set_model`."""
@@ -189,17 +189,12 @@ class LocalStore:
     def model(self) -> dict:
         return self.manifest["model"] if self.manifest else self._create["model"]
 
-    @property
-    def ef_search(self) -> int | None:
-        return self.vectors.ef_search if self.kind == "hnsw" and self.vectors is not None else None
+    def _recorded_ef_search(self) -> int | None:
+        return self.vectors.ef_search if self.vectors is not None else None
 
-    @ef_search.setter
-    def ef_search(self, value: int) -> None:
-        if self.kind != "hnsw":
-            raise InputError(f"--ef-search applies to HNSW indexes; {self.directory} is {self.kind}")
-        self._ef_search = int(value)
+    def _apply_ef_search(self, value: int) -> None:
         if self.vectors is not None:
-            self.vectors.ef_search = int(value)
+            self.vectors.ef_search = value
 
     def known(self, questions: Sequence[Question]) -> tuple[dict[str, str], set[str]]:
         if self.db is None:
@@ -407,9 +402,3 @@ class LocalStore:
         if self.db is not None:
             self.db.close()
             self.db = None
-
-    def __enter__(self) -> "LocalStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -33,6 +33,7 @@ import numpy as np
 
 from dupfinder.errors import IndexStoreError, InputError
 from dupfinder.store.base import (
+    StoreHandle,
     METRIC,
     AddReport,
     Question,
@@ -51,7 +52,7 @@ BATCH_ROWS = 2000  # rows per upsert request: about 2.5 MB at 256 dimensions, fa
 BATCH_BYTES = 16 << 20  # and at most this much text + vector per request (long questions)
 
 
-class MilvusStore:
+class MilvusStore(StoreHandle):
     """A collection on a Milvus server, behind the store protocol.
 
     `MilvusStore("milvus://localhost:19530/questions")` opens an existing collection;
@@ -216,17 +217,8 @@ class MilvusStore:
     def model(self) -> dict:
         return self._meta["model"] if self._meta is not None else self._create["model"]
 
-    @property
-    def ef_search(self) -> int | None:
-        if self.kind != "hnsw":
-            return None
+    def _recorded_ef_search(self) -> int:
         return self._ef_search or int((self._meta or {}).get("index", {}).get("ef", HnswParams.ef))
-
-    @ef_search.setter
-    def ef_search(self, value: int) -> None:
-        if self.kind != "hnsw":
-            raise InputError(f"--ef-search applies to HNSW indexes; {self.location} is {self.kind}")
-        self._ef_search = int(value)
 
     @property
     def count(self) -> int:
@@ -452,11 +444,6 @@ class MilvusStore:
             except Exception:
                 pass
 
-    def __enter__(self) -> "MilvusStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def batches(rows: list[dict]) -> Iterator[list[dict]]:

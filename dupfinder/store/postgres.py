@@ -15,14 +15,14 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from dupfinder.errors import IndexStoreError, InputError
-from dupfinder.store.base import METRIC, AddReport, Question, Record, RemoveReport, plan_add, resolve_ids, text_hash
+from dupfinder.store.base import METRIC, AddReport, Question, Record, RemoveReport, StoreHandle, plan_add, resolve_ids, text_hash
 from dupfinder.store.pg_wire import (  # noqa: F401 (HnswSettings, parse_location, BULK_MIN: part of this module's API)
     BULK_MIN, CATALOG_LOCK, HnswSettings, KINDS, LOCK_SPACE, array, iso, load_psycopg, megabytes, parse_location,
 )
 from dupfinder.store.pg_session import Connections
 from dupfinder.store.pg_migrations import CATALOG
 
-class PostgresStore(Connections):
+class PostgresStore(Connections, StoreHandle):
     """An index in a PostgreSQL table (see the module doc).
 
     `PostgresStore(uri)` opens an existing index; with `create` ({"kind": "hnsw" | "flat" | None})
@@ -174,20 +174,11 @@ class PostgresStore(Connections):
             return self.meta["kind"]
         return (self._create or {}).get("kind") or "hnsw"
 
-    @property
-    def ef_search(self) -> int | None:
-        if self.kind != "hnsw":
-            return None
+    def _recorded_ef_search(self) -> int:
         if self._ef_search is not None:
             return self._ef_search
         recorded = (self.meta or {}).get("hnsw") or asdict(self._hnsw)
         return int(recorded["ef_search"])
-
-    @ef_search.setter
-    def ef_search(self, value: int) -> None:
-        if self.kind != "hnsw":
-            raise InputError(f"--ef-search applies to HNSW indexes; {self.location} is {self.kind}")
-        self._ef_search = int(value)
 
     @property
     def count(self) -> int:
@@ -426,9 +417,3 @@ class PostgresStore(Connections):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-    def __enter__(self) -> "PostgresStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
