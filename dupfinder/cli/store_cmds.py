@@ -19,7 +19,7 @@ from dupfinder.engine import Engine, load_encoder, read_questions, set_threads
 @index_option
 @model_option
 @click.option("--kind", type=click.Choice(["flat", "hnsw"]), default=None,
-              help="flat: exact search (the default). hnsw: approximate graph search for large corpora. Chosen when the index is created.")
+              help="flat: exact search (a folder's default). hnsw: approximate graph search for large corpora (the PostgreSQL and Milvus default). Chosen when the index is created.")
 @click.option("--upsert", is_flag=True, help="Replace the text of ids already in the index (else a different text for a stored id is an error).")
 @input_column_options
 @threads_option
