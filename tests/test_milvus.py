@@ -42,6 +42,8 @@ from test_store import (  # noqa: F401  (the protocol tests, collected here with
     add,
     brute_force,
     random_corpus,
+    reference,
+    store,
     store_id,
     test_a_new_store_with_only_empty_questions_is_refused,
     test_add_skips_known_ids_normalized_texts_and_empty,
@@ -82,17 +84,6 @@ def backend(request, server) -> Backend:
     kind = request.param.split("-")[1]
     return Backend(request.param, milvus(server, kind), reopen=lambda s: MilvusStore(s.location), exact=kind == "flat")
 
-
-@pytest.fixture
-def store(backend, tmp_path):
-    s = backend.make(tmp_path)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def reference(tmp_path):
-    return brute_force(tmp_path / "reference")
 
 
 def new_store(server, kind=None, retry=None) -> MilvusStore:
