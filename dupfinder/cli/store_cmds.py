@@ -35,12 +35,11 @@ def index_cmd(files, index_dir, model_dir, kind, upsert, text_column, id_column,
 
     Example: dupfinder index questions.csv more.txt.gz --index indexes/mine
     """
-    from dupfinder.store import open_store
-
-    open_store(index_dir or _default(), create={"kind": kind}).close()  # a wrong --index or --kind fails before reading
-    questions = read_questions(files, text_column, id_column, log=log)  # all files read before the index is touched
     set_threads(threads)
+    # opened once, before the files are read: a wrong --index, --kind or --model fails first, and
+    # nothing is written until every file has been read
     with Engine.for_writing(index_dir, model_dir, kind) as engine:
+        questions = read_questions(files, text_column, id_column, log=log)
         report = engine.add(questions, progress(), upsert=upsert)
         click.echo(report.summary(engine.store.location))
 
