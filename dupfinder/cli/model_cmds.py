@@ -194,3 +194,43 @@ def train_verdict_cmd(model_dir, train_file, epochs, unknown_pairs, wordnet_pair
     entry = train_verdict(model_dir, train_file, config, log=log)
     click.echo(f"pair head of {model_dir}: threshold {entry['threshold']:.4f}, validation accuracy "
                f"{entry['validation']['accuracy']:.4f}, ROC-AUC {entry['validation']['roc_auc']:.4f}")
+
+
+@cli.command("train-verifier")
+@click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("train_file", type=str)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the training pairs (default: 6).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@threads_option
+def train_verifier_cmd(model_dir, train_file, epochs, seed, threads):
+    """Train a model directory's interaction verifier, over its pair head, on a labeled pairs file.
+
+    The verifier reads both questions' words side by side; it decides the pairs whose head
+    probability is near the threshold, stacked with the head. Writes verifier.npz and sets the
+    verdict's threshold; the encoder, its fingerprint and the head do not change. Needs the train
+    extra (PyTorch); train the head first (train-verdict).
+
+    Example: dupfinder train-verifier models/mine train.csv.gz --threads 2
+    """
+    from dataclasses import replace
+
+    from dupfinder.model.encoder import require_torch
+    from dupfinder.train.verifier import VerifierConfig, train_verifier
+
+    require_torch("train-verifier")
+    config = VerifierConfig(seed=seed, threads=threads or 2)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    encoder = load_encoder(model_dir)  # a missing or broken model fails before the data is read
+    if not isinstance(encoder.manifest.get("verdict"), dict):
+        raise click.UsageError(f"{model_dir} has no pair head; train one first with `dupfinder train-verdict`")
+    record = train_verifier(model_dir, train_file, config, log=log)
+    cal = record["calibration"]
+    click.echo(f"verifier of {model_dir}: threshold {encoder_threshold(model_dir):.4f}, calibration accuracy "
+               f"{cal['accuracy']:.4f}, ROC-AUC {cal['roc_auc']:.4f}, {cal['in_band']:.1%} of pairs in its band")
+
+
+def encoder_threshold(model_dir) -> float:
+    from dupfinder.model.files import read_json
+
+    return float(read_json(Path(model_dir) / "manifest.json")["verdict"]["threshold"])

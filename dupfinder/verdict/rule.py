@@ -39,7 +39,7 @@ class Verdict:
 
     @property
     def kind(self) -> str:
-        return "head" if self.head is not None else "cosine"
+        return getattr(self.head, "kind", "head") if self.head is not None else "cosine"
 
     def __call__(self, scores):
         return is_duplicate(scores, self.threshold)
@@ -56,6 +56,7 @@ class Verdict:
         but "cosine"."""
         from dupfinder.errors import ModelError
         from dupfinder.verdict.head import load_encoder_head
+        from dupfinder.verdict.verifier import load_encoder_verifier
 
         if mode not in MODES:
             raise ValueError(f"verdict must be one of {MODES}, not {mode!r}")
@@ -68,6 +69,7 @@ class Verdict:
                 raise ModelError(f"{getattr(encoder, 'path', 'the model')} has no verdict stage; train one with "
                                  f"`dupfinder train-verdict MODEL_DIR TRAIN_FILE`, or use --verdict cosine")
             return cls(float(encoder.threshold) if override is None else float(override), "model" if override is None else "option", None, note)
+        head = load_encoder_verifier(encoder, head) or head  # the interaction verifier where the model has one
         return cls(head.threshold if override is None else float(override), "model" if override is None else "option", head)
 
     def scores(self, u: np.ndarray, v: np.ndarray, texts_u: Sequence[str] | None = None,

@@ -1,0 +1,256 @@
+"""The interaction verifier: a small RE2-style network that reads the two questions' tokens side by
+side (each word attends to the other question's words), run in numpy on the pairs the pair head is
+unsure of. Stored beside the encoder as verifier.npz; the manifest's "verdict" entry names it with
+its sha256, the head-probability band it runs in, and the stacking weights that combine its logit
+with the head's.
+
+Words: the encoder's vocabulary and its word embedding (not stored again); a word outside the
+vocabulary gets an embedding of its own by a hash of its spelling, so two different unknown words
+never look alike, and every word carries a flag saying whether it occurs in the other question.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dupfinder.errors import ModelError
+from dupfinder.text import UNK_ID, tokenize
+
+VERIFIER_FILE = "verifier.npz"
+VERIFIER_FORMAT = 1
+ARRAYS = ("hashed", "enc1_w", "enc1_b", "enc2_w", "enc2_b", "align_w", "align_b", "fuse_w", "fuse_b",
+          "pred1_w", "pred1_b", "pred2_w", "pred2_b")
+_NEG = np.float32(-1e9)
+
+
+def token_ids(text: str, vocab, text_config, n_hash: int) -> np.ndarray:
+    """(L,) int64: vocabulary ids, a word outside the vocabulary as len(vocab) + a hash of its spelling."""
+    out = []
+    for t in tokenize(text, text_config) or ["<unk>"]:
+        i = vocab.stoi.get(t, UNK_ID)
+        out.append(i if i > UNK_ID else len(vocab) + zlib.crc32(t.encode()) % n_hash)
+    return np.asarray(out, np.int64)
+
+
+def pad(seqs: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.zeros((len(seqs), max(len(s) for s in seqs)), np.int64)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out
+
+
+def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A width-3 convolution along the tokens with one zero of padding each side: x (n, L, c) ->
+    (n, L, h); `w` is (3c, h), rows ordered (offset, channel)."""
+    n, length, c = x.shape
+    xp = np.zeros((n, length + 2, c), np.float32)
+    xp[:, 1:-1] = x
+    cols = np.concatenate([xp[:, 0:length], xp[:, 1 : length + 1], xp[:, 2 : length + 2]], axis=2)  # (n, L, 3c)
+    return cols @ w + b
+
+
+def _softmax(e: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(e - e.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@dataclass
+class Verifier:
+    """Weights (numpy float32), the encoder's word embedding, and how a pair's two scores combine."""
+
+    arrays: dict[str, np.ndarray]
+    embed: np.ndarray  # (V, E) the encoder's word embedding
+    vocab: object
+    text_config: object
+    band: tuple[float, float]  # the verifier runs where lo <= head probability <= hi
+    stack: tuple[float, float, float]  # logit = a * head logit + b * verifier logit + c
+    fill: tuple[float, float] = (0.0, 0.0)  # outside the band the verifier logit is taken as fill[0] + fill[1] * head logit
+
+    @property
+    def n_hash(self) -> int:
+        return len(self.arrays["hashed"])
+
+    def ids(self, text: str) -> np.ndarray:
+        return token_ids(text, self.vocab, self.text_config, self.n_hash)
+
+    def _embed(self, ids: np.ndarray) -> np.ndarray:
+        n_fixed = len(self.embed)
+        out = self.embed[np.minimum(ids, n_fixed - 1)]  # (n, L, E)
+        hashed = ids >= n_fixed
+        if hashed.any():
+            out[hashed] = self.arrays["hashed"][ids[hashed] - n_fixed]
+        return out
+
+    def _side(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w = self.arrays
+        m = mask[:, :, None].astype(np.float32)
+        h = np.maximum(_conv3(x * m, w["enc1_w"], w["enc1_b"]), 0) * m
+        h = np.maximum(_conv3(h, w["enc2_w"], w["enc2_b"]), 0) * m
+        return np.concatenate([x, h], axis=2)  # (n, L, c + h)
+
+    def _fused(self, h: np.ndarray, aligned: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w = self.arrays
+        g = np.maximum(np.concatenate([h, aligned, h - aligned, h * aligned], axis=2) @ w["fuse_w"] + w["fuse_b"], 0)
+        return np.where(mask[:, :, None], g, _NEG).max(axis=1)  # (n, h)
+
+    def logits(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray], chunk: int = 256) -> np.ndarray:
+        """(n,) float32 logits of the token-id pairs (a[i], b[i]); symmetric in the two."""
+        out = np.zeros(len(a), np.float32)
+        order = np.argsort([max(len(x), len(y)) for x, y in zip(a, b)], kind="stable")  # little padding
+        for s in range(0, len(order), chunk):
+            idx = order[s : s + chunk]
+            out[idx] = self._logits(pad([a[i] for i in idx]), pad([b[i] for i in idx]))
+        return out
+
+    def _logits(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        w = self.arrays
+        ma, mb = a > 0, b > 0
+        same = (a[:, :, None] == b[:, None, :]) & ma[:, :, None] & mb[:, None, :]  # (n, La, Lb)
+        xa = np.concatenate([self._embed(a), same.any(2)[:, :, None].astype(np.float32)], axis=2)
+        xb = np.concatenate([self._embed(b), same.any(1)[:, :, None].astype(np.float32)], axis=2)
+        ha, hb = self._side(xa, ma), self._side(xb, mb)
+        fa = np.maximum(ha @ w["align_w"] + w["align_b"], 0)
+        fb = np.maximum(hb @ w["align_w"] + w["align_b"], 0)
+        e = fa @ fb.transpose(0, 2, 1)  # (n, La, Lb)
+        a2 = _softmax(np.where(mb[:, None, :], e, _NEG), 2) @ hb  # (n, La, c + h)
+        b2 = _softmax(np.where(ma[:, :, None], e, _NEG), 1).transpose(0, 2, 1) @ ha  # (n, Lb, c + h)
+        va, vb = self._fused(ha, a2, ma), self._fused(hb, b2, mb)
+        z = np.maximum(np.concatenate([va + vb, np.abs(va - vb), va * vb], axis=1) @ w["pred1_w"] + w["pred1_b"], 0)
+        return (z @ w["pred2_w"] + w["pred2_b"])[:, 0]
+
+    def combine(self, p_head: np.ndarray, verifier_logits: np.ndarray | None = None) -> np.ndarray:
+        """The stacked probability of pairs from the head's probability and the verifier's logit; with
+        no logits, the verifier's expected logit given the head's (a monotone map of the head's
+        probability onto the stacked scale, for the pairs outside the band)."""
+        p = np.clip(np.asarray(p_head, np.float64), 1e-6, 1 - 1e-6)
+        head_logit = np.log(p / (1 - p))
+        if verifier_logits is None:
+            verifier_logits = self.fill[0] + self.fill[1] * head_logit
+        a, b, c = self.stack
+        return 1.0 / (1.0 + np.exp(-(a * head_logit + b * np.asarray(verifier_logits, np.float64) + c)))
+
+    def in_band(self, p_head: np.ndarray) -> np.ndarray:
+        lo, hi = self.band
+        return (p_head >= lo) & (p_head <= hi)
+
+
+def torch_arrays(state: dict) -> dict[str, np.ndarray]:
+    """verifier.npz's arrays from the training network's state dict (research/train code's names)."""
+    def conv(wt):  # torch (h, c, 3) -> (3c, h), rows (offset, channel)
+        wt = wt.detach().numpy()
+        return np.ascontiguousarray(wt.transpose(2, 1, 0).reshape(-1, wt.shape[0]))
+
+    lin = lambda k: np.ascontiguousarray(state[k].detach().numpy().T)  # noqa: E731
+    vec = lambda k: state[k].detach().numpy().copy()  # noqa: E731
+    return {"hashed": state["hashed.weight"].detach().numpy().copy(),
+            "enc1_w": conv(state["enc1.weight"]), "enc1_b": vec("enc1.bias"),
+            "enc2_w": conv(state["enc2.weight"]), "enc2_b": vec("enc2.bias"),
+            "align_w": lin("align.weight"), "align_b": vec("align.bias"),
+            "fuse_w": lin("fuse.weight"), "fuse_b": vec("fuse.bias"),
+            "pred1_w": lin("pred.0.weight"), "pred1_b": vec("pred.0.bias"),
+            "pred2_w": lin("pred.2.weight"), "pred2_b": vec("pred.2.bias")}
+
+
+def verifier_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, format=np.int32(VERIFIER_FORMAT), **{k: np.asarray(arrays[k], np.float32) for k in ARRAYS})
+    return buf.getvalue()
+
+
+def load_verifier(model_dir: Path, record: dict | None, vocab, text_config, embed: np.ndarray) -> Verifier | None:
+    """The verifier the verdict entry names, or None when it names none. A named but missing, stale
+    or unreadable file is a ModelError naming it."""
+    from dupfinder.model.files import sha256_hex
+
+    if not record:
+        return None
+    path = Path(model_dir) / str(record.get("file", VERIFIER_FILE))
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise ModelError(f"{path} is missing (the manifest names it); restore the model") from None
+    if sha256_hex(data) != record.get("sha256"):
+        raise ModelError(f"{path} does not match {Path(model_dir) / 'manifest.json'} (stale or damaged); restore the model")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k].astype(np.float32) for k in ARRAYS}
+            fmt = int(npz["format"])
+        if fmt > VERIFIER_FORMAT:
+            raise ModelError(f"{path} was written by a newer dupfinder; upgrade dupfinder")
+        if arrays["enc1_w"].shape[0] != 3 * (embed.shape[1] + 1) or arrays["hashed"].shape[1] != embed.shape[1]:
+            raise ValueError("shapes do not match the encoder's word embedding")
+        lo, hi = (float(x) for x in record["band"])
+        a, b, c = (float(x) for x in record["stack"])
+        f0, f1 = (float(x) for x in record["fill"])
+    except ModelError:
+        raise
+    except Exception as e:  # zipfile and numpy raise many kinds for a damaged file
+        raise ModelError(f"{path} is corrupt ({type(e).__name__}: {e}); restore the model") from None
+    return Verifier(arrays, np.asarray(embed, np.float32), vocab, text_config, (lo, hi), (a, b, c), (f0, f1))
+
+
+class _Reader:
+    """The head's question reader, plus the verifier's token ids on each question it reads."""
+
+    def __init__(self, featurizer, verifier: Verifier):
+        self._featurizer, self._verifier = featurizer, verifier
+
+    def question(self, text: str):
+        q = self._featurizer.question(text)
+        q.tokens = self._verifier.ids(text)
+        return q
+
+    def questions(self, texts: Sequence[str]) -> list:
+        out = self._featurizer.questions(texts)
+        for q, text in zip(out, texts):
+            q.tokens = self._verifier.ids(text)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._featurizer, name)
+
+
+class Cascade:
+    """The pair head, with the verifier deciding the pairs whose head probability falls in its band:
+    there the score is the stacked probability of both, elsewhere the head's. Used wherever a
+    `PairHead` is (the same `featurizer`, `score`, `threshold` and `cosine_floor`)."""
+
+    kind = "head+verifier"
+
+    def __init__(self, head, verifier: Verifier, threshold: float):
+        self.head, self.verifier, self.threshold = head, verifier, float(threshold)
+        self.featurizer = _Reader(head.featurizer, verifier)
+        self.cosine_floor = head.cosine_floor
+        self.calls = 0  # pairs the verifier has read (benchmarks)
+
+    def score(self, u: np.ndarray, v: np.ndarray, a: Sequence, b: Sequence) -> np.ndarray:
+        p = self.head.score(u, v, a, b)
+        band = np.flatnonzero(self.verifier.in_band(p))
+        out = self.verifier.combine(p)
+        if len(band):
+            self.calls += len(band)
+            logits = self.verifier.logits([a[i].tokens for i in band.tolist()], [b[i].tokens for i in band.tolist()])
+            out[band] = self.verifier.combine(p[band], logits)
+        return out
+
+
+def load_encoder_verifier(encoder, head) -> Cascade | None:
+    """The model's cascade over `head` when its verdict entry names a verifier, else None."""
+    record = encoder.manifest["verdict"].get("verifier")
+    if not record:
+        return None
+    numpy_path = getattr(encoder, "_numpy", None)
+    if numpy_path is not None:
+        embed = numpy_path.embed
+    else:
+        from dupfinder.model.files import load_numpy_weights
+
+        embed = load_numpy_weights(encoder.files)["embed.weight"]
+    verifier = load_verifier(encoder.path, record, encoder.vocab, encoder.text_config, embed)
+    return Cascade(head, verifier, head.threshold)

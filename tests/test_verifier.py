@@ -1,0 +1,151 @@
+"""The interaction verifier: numpy inference equal to the training network, symmetric, blind to
+nothing an unknown word says; its stack, band and threshold fitted and stored beside the head; the
+cascade used by every command; a broken verifier reported in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dupfinder.cli import cli
+from dupfinder.engine import Engine, load_encoder
+from dupfinder.model.files import load_numpy_weights
+from dupfinder.train.verifier import VerifierConfig, choose_band, fit_fill, fit_stack, network, train_verifier
+from dupfinder.verdict.verifier import Cascade, Verifier, pad, token_ids, torch_arrays
+
+torch = pytest.importorskip("torch")
+
+PAIRS = [("How old are you?", "What is your age?"), ("How do I install Zorblax?", "How do I install Quibbit?"),
+         ("Where are you from?", "Where are you going right now?"), ("?", "What is the best way to learn python quickly?"),
+         ("", "cats cat cats")]
+
+
+@pytest.fixture(scope="module")
+def random_verifier(tiny_model):
+    enc = load_encoder(tiny_model)
+    embed = load_numpy_weights(enc.files)["embed.weight"].astype(np.float32)
+    torch.manual_seed(0)
+    net = network(embed, 64, 12, 0.0).eval()
+    return net, Verifier(torch_arrays(net.state_dict()), embed, enc.vocab, enc.text_config, (0.2, 0.8), (1.0, 1.0, 0.0))
+
+
+def test_numpy_inference_matches_the_training_network_and_is_symmetric(random_verifier):
+    net, verifier = random_verifier
+    a = [verifier.ids(x) for x, _ in PAIRS]
+    b = [verifier.ids(y) for _, y in PAIRS]
+    with torch.no_grad():
+        want = net(torch.from_numpy(pad(a)), torch.from_numpy(pad(b))).numpy()
+    got = verifier.logits(a, b, chunk=2)
+    assert np.allclose(got, want, atol=1e-5)
+    assert np.allclose(verifier.logits(b, a), got, atol=1e-5)
+
+
+def test_unknown_words_keep_their_identity(random_verifier):
+    _, verifier = random_verifier
+    zorblax, quibbit = verifier.ids("install Zorblax"), verifier.ids("install Quibbit")
+    assert zorblax[-1] != quibbit[-1] and min(zorblax[-1], quibbit[-1]) >= len(verifier.vocab)
+    assert (verifier.ids("install Zorblax") == zorblax).all()
+    assert len(token_ids("", verifier.vocab, verifier.text_config, 64)) == 1  # an empty question still has a token
+
+
+def test_the_stack_is_a_logistic_regression_of_both_logits():
+    rng = np.random.default_rng(0)
+    y = (rng.random(20000) < 0.5).astype(float)
+    head_logit = 2 * (y - 0.5) + rng.normal(0, 1.5, len(y))
+    verifier_logit = 1.5 * (y - 0.5) + rng.normal(0, 1.0, len(y))
+    a, b, c = fit_stack(1 / (1 + np.exp(-head_logit)), verifier_logit, y)
+    assert a == pytest.approx(2 / 1.5**2, abs=0.1) and b == pytest.approx(1.5, abs=0.1) and abs(c) < 0.1
+    intercept, slope = fit_fill(1 / (1 + np.exp(-head_logit)), verifier_logit)
+    assert slope > 0
+
+
+def test_the_band_leaves_at_most_its_share_of_changed_verdicts():
+    rng = np.random.default_rng(1)
+    head_p = rng.random(10000)
+    stacked = np.clip(head_p + rng.normal(0, 0.1, len(head_p)), 0, 1)
+    lo, hi = choose_band(head_p, head_p, stacked, 0.5, 0.01)
+    outside = (head_p < lo) | (head_p > hi)
+    assert lo < 0.5 < hi and outside.any()
+    assert ((head_p >= 0.5) != (stacked >= 0.5))[outside].sum() <= 0.01 * len(head_p)
+
+
+def test_the_cascade_asks_the_verifier_only_inside_its_band(random_verifier):
+    _, verifier = random_verifier
+
+    class FixedHead:
+        threshold, cosine_floor, featurizer = 0.5, 0.3, None
+
+        def score(self, u, v, a, b):
+            return np.array([0.05, 0.5, 0.95])
+
+    class Read:
+        def __init__(self, text):
+            self.tokens = verifier.ids(text)
+
+    cascade = Cascade(FixedHead(), verifier, 0.5)
+    texts = [Read(t) for t in ("How old are you?", "What is your age?", "Where are you from?")]
+    p = cascade.score(None, None, texts, texts[::-1])
+    assert cascade.calls == 1
+    assert np.allclose(p[[0, 2]], verifier.combine(np.array([0.05, 0.95])))  # outside: the head's, on the stack's scale
+    assert p[0] < p[2]
+
+
+@pytest.fixture(scope="module")
+def verifier_model(tiny_model, pairs_file, tmp_path_factory):
+    from tests.test_verdict import add_random_head
+
+    model = tmp_path_factory.mktemp("verifier") / "model"
+    shutil.copytree(tiny_model, model)
+    add_random_head(model)
+    record = train_verifier(model, pairs_file, VerifierConfig(hidden=8, epochs=1, batch_size=8, unknown_pairs=10, threads=1),
+                            log=lambda _: None)
+    return model, record
+
+
+def test_train_verifier_installs_a_cascade_every_command_uses(verifier_model, tiny_model):
+    model, record = verifier_model
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["verdict"]["verifier"]["sha256"] == record["sha256"] and (model / "verifier.npz").exists()
+    assert load_encoder(model).fingerprint == load_encoder(tiny_model).fingerprint
+    lo, hi = record["band"]
+    assert 0 <= lo <= hi <= 1 and record["calibration"]["pairs"] > 0
+    engine = Engine(load_encoder(model))
+    one = engine.similarity("How do I install Zorblax?", "How do I install Quibbit?")
+    assert one["verdict"] == "head+verifier" and one["threshold"] == pytest.approx(manifest["verdict"]["threshold"])
+    res = CliRunner().invoke(cli, ["similarity", "How old are you?", "What is your age?", "--model", str(model), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["verdict"] == "head+verifier"
+    res = CliRunner().invoke(cli, ["similarity", "How old are you?", "What is your age?", "--model", str(model), "--json",
+                                   "--verdict", "cosine"])
+    assert res.exit_code == 0 and json.loads(res.output)["verdict"] == "cosine"
+
+
+def test_a_broken_verifier_is_a_one_line_error_naming_the_file(verifier_model, tmp_path):
+    model = tmp_path / "broken"
+    shutil.copytree(verifier_model[0], model)
+    (model / "verifier.npz").write_bytes(b"not a zip")
+    res = CliRunner().invoke(cli, ["similarity", "How old are you?", "What is your age?", "--model", str(model)])
+    assert res.exit_code == 1 and "verifier.npz" in res.output and len(res.output.strip().splitlines()) == 1
+    assert "Traceback" not in res.output
+
+
+def test_query_and_dedup_decide_with_the_cascade(verifier_model):
+    from dupfinder.store.base import BruteForceStore, Question
+    from tests.test_verdict import QUESTIONS
+
+    model, _ = verifier_model
+    encoder = load_encoder(model)
+    store = BruteForceStore(encoder.dim)
+    engine = Engine(encoder, store)
+    engine.add([Question(str(i), q) for i, q in enumerate(QUESTIONS)])
+    hits = engine.query(["How do I install Zorblax?"], k=3)[0]
+    want = engine.verdict.scores(engine.encode(["How do I install Zorblax?"] * len(hits)), engine.encode([h.text for h in hits]),
+                                 ["How do I install Zorblax?"] * len(hits), [h.text for h in hits])[0]
+    assert np.allclose([h.verdict_score for h in hits], want)
+    assert [h.duplicate for h in hits] == [s >= engine.threshold for s in want]
+    texts = QUESTIONS + ["How do I install Zorblax?"]
+    result, _ = engine.dedup(texts, np.ones(len(texts), bool))
+    assert result.cluster[2] == result.cluster[len(QUESTIONS)] >= 0  # the same text is one cluster
