@@ -18,6 +18,8 @@ from dupfinder.text import UNK_ID, TextConfig, Vocab, tokenize
 
 _WORD = re.compile(r"\w")
 _SUFFIXES = ("ing", "ies", "ied", "ed", "es", "s", "ly")
+_NOT_A_WORD = False  # the lexicon's entry for a token without a word character (punctuation)
+_LEXICON_SIZE = 300_000  # tokens remembered before the lexicon starts again (some 60 MB)
 
 TEXT_FEATURES = (
     "jaccard",  # shared distinct tokens / all distinct tokens
@@ -86,41 +88,55 @@ class TextFeaturizer:
         e = np.asarray(embed, dtype=np.float32)  # (V, E)
         self.embed = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-6)
         self.embed[UNK_ID] = 0.0  # an unknown word matches only its own spelling
+        self._lexicon: dict[str, tuple | bool] = {}  # token -> (vocabulary id, key, stem, stem key), or _NOT_A_WORD
 
     def question(self, text: str) -> QuestionText:
-        all_words = [t for t in tokenize(text, self.text_config) if _WORD.match(t)]
-        words = list(dict.fromkeys(all_words))
-        ids = self.vocab.encode(words).astype(np.int64)
-        idf = self.idf[ids]
-        unknown = ids == UNK_ID
-        idf[unknown] = self.idf_unknown
-        keys = np.fromiter((_key(w, i) for w, i in zip(words, ids.tolist())), np.int64, len(words))
-        stems = frozenset(stem(w) for w in words)
-        return QuestionText(words, keys, idf, self.embed[ids], stems, words[0] if words else "", len(all_words),
-                            np.fromiter((_crc(x) for x in stems), np.int64, len(stems)))
+        return self.questions([text])[0]
 
     def questions(self, texts: Sequence[str]) -> list[QuestionText]:
-        """`question` of each text, with one vocabulary, idf and embedding lookup for them all (a
-        query's hits: a dozen numpy calls instead of a dozen per question)."""
-        all_words = [[t for t in tokenize(x, self.text_config) if _WORD.match(t)] for x in texts]
-        words = [list(dict.fromkeys(w)) for w in all_words]
-        flat = [w for ws in words for w in ws]
-        ids = self.vocab.encode(flat).astype(np.int64)  # (W,)
-        unknown = ids == UNK_ID
+        """`QuestionText` of each text, with one idf and embedding lookup for them all. Each token's
+        vocabulary id, key and stem come from the lexicon, worked out the first time it is seen:
+        a search reads its question and hits, some 60 words, mostly seen before."""
+        lexicon = self._lexicon
+        read = []  # per text: {word: (id, key, stem, stem key)} in order of first use, and the words with repeats
+        for text in texts:
+            entries, n_all = {}, 0
+            for t in tokenize(text, self.text_config):
+                e = lexicon.get(t)
+                if e is None:
+                    e = self._entry(t)
+                if e:  # a word, not punctuation
+                    n_all += 1
+                    entries.setdefault(t, e)
+            read.append((entries, n_all))
+        flat = [e for entries, _ in read for e in entries.values()]
+        ids = np.array([e[0] for e in flat], np.int64)  # (W,)
+        keys = np.array([e[1] for e in flat], np.int64)
         idf = self.idf[ids]
-        idf[unknown] = self.idf_unknown
+        idf[ids == UNK_ID] = self.idf_unknown
         emb = self.embed[ids]  # (W, E)
-        keys = ids.copy()
-        for j in np.flatnonzero(unknown).tolist():
-            keys[j] = _key(flat[j], UNK_ID)
         out, start = [], 0
-        for ws, aw in zip(words, all_words):
-            end = start + len(ws)
-            stems = frozenset(stem(w) for w in ws)
-            out.append(QuestionText(ws, keys[start:end], idf[start:end], emb[start:end], stems, ws[0] if ws else "", len(aw),
-                                    np.fromiter((_crc(x) for x in stems), np.int64, len(stems))))
+        for entries, n_all in read:
+            end = start + len(entries)
+            words = list(entries)
+            stems = {e[2]: e[3] for e in entries.values()}
+            out.append(QuestionText(words, keys[start:end], idf[start:end], emb[start:end], frozenset(stems), words[0] if words else "",
+                                    n_all, np.array(list(stems.values()), np.int64)))
             start = end
+        if len(lexicon) > _LEXICON_SIZE:  # unknown words pile up in a server that runs for months
+            lexicon.clear()
         return out
+
+    def _entry(self, token: str):
+        """(vocabulary id, key, stem, stem key) of a word token, or _NOT_A_WORD; remembered."""
+        if not _WORD.match(token):
+            e = _NOT_A_WORD
+        else:
+            i = self.vocab.stoi.get(token, UNK_ID)
+            s = stem(token)
+            e = (i, _key(token, i), s, _crc(s))
+        self._lexicon[token] = e
+        return e
 
     def pair(self, a: QuestionText, b: QuestionText) -> np.ndarray:
         """The TEXT_FEATURES of one pair, (N_TEXT,) float32; symmetric in a and b."""
