@@ -47,7 +47,11 @@ class JSON(Response):
 
 
 def _hit(h) -> dict:
-    return h.to_dict()  # the engine's shape: verdict_score only where the pair head decided
+    """Hit.to_dict()'s shape (verdict_score only where the pair head decided), without its
+    dataclasses.asdict, which deep-copies field by field: 29 us a hit, 0.15 ms a search of k=5."""
+    if h.verdict_score is None:
+        return {"id": h.id, "text": h.text, "score": h.score, "duplicate": h.duplicate}
+    return {"id": h.id, "text": h.text, "score": h.score, "duplicate": h.duplicate, "verdict_score": h.verdict_score}
 
 
 def _error(status: int, detail: str, headers: dict | None = None) -> JSON:
