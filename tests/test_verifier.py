@@ -149,3 +149,21 @@ def test_query_and_dedup_decide_with_the_cascade(verifier_model):
     texts = QUESTIONS + ["How do I install Zorblax?"]
     result, _ = engine.dedup(texts, np.ones(len(texts), bool))
     assert result.cluster[2] == result.cluster[len(QUESTIONS)] >= 0  # the same text is one cluster
+
+
+def test_head_alone_and_calibrate_write_the_right_threshold(verifier_model, pairs_file, tmp_path):
+    model = tmp_path / "calibrated"
+    shutil.copytree(verifier_model[0], model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    head_only = Engine(load_encoder(model), verdict="head")
+    assert head_only.verdict.kind == "head"
+    assert head_only.threshold == pytest.approx(manifest["verdict"]["verifier"]["head_threshold"])
+    runner = CliRunner()
+    res = runner.invoke(cli, ["calibrate", str(pairs_file), "--model", str(model), "--write", "accuracy", "--verdict", "head"])
+    assert res.exit_code == 2 and "--verdict auto" in res.output
+    res = runner.invoke(cli, ["calibrate", str(pairs_file), "--model", str(model), "--write", "accuracy", "--json"])
+    assert res.exit_code == 0, res.output
+    written = json.loads(res.output.splitlines()[-1])["written"]
+    after = json.loads((model / "manifest.json").read_text())
+    assert written["verdict"] == "head+verifier" and after["verdict"]["threshold"] == pytest.approx(written["threshold"])
+    assert after["threshold"] == manifest["threshold"]  # the cosine tau is not touched

@@ -131,11 +131,13 @@ def calibrate(pairs_file, model_dir, target_precision, balanced, write_choice, v
     if write_choice and model_dir is None:
         raise click.UsageError("--write needs --model DIR: the shipped model is part of the installation; copy it and calibrate the copy")
     engine = model_engine(model_dir, None, threads, verdict)
+    if write_choice and engine.verdict.kind == "head" and (engine.encoder.manifest["verdict"] or {}).get("verifier"):
+        raise click.UsageError("this model's verdict stage has a verifier: --write the threshold of the whole stage, with --verdict auto")
     advice = engine.calibrate(read_pairs(pairs_file, columns), target_precision, balanced)
     advice["model"] = str(engine.encoder.path)
     if write_choice:
         record = calibration_record(advice, write_choice, pairs_file)
-        if engine.verdict.kind == "head":
+        if engine.verdict.kind in ("head", "head+verifier"):
             from dupfinder.verdict.head import write_head_threshold
 
             write_head_threshold(engine.encoder.path, record)

@@ -31,8 +31,9 @@ def threshold_option(f):
 def verdict_option(f):
     return click.option(
         "--verdict", "verdict", type=click.Choice(["auto", "head", "cosine"]), default="auto", show_default=True,
-        help="Who decides duplicates: the model's pair head where it has one (auto), the head or an error (head), "
-             "or the Siamese cosine against tau, as before the head (cosine).",
+        help="Who decides duplicates: the model's verdict stage where it has one (auto: the pair head, with its "
+             "interaction verifier on the pairs the head is unsure of), the pair head alone or an error (head), "
+             "or the Siamese cosine against tau (cosine).",
     )(f)
 
 

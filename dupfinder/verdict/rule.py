@@ -13,7 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     from dupfinder.verdict.head import PairHead
 
-MODES = ("auto", "head", "cosine")  # auto: the head where the model has one
+MODES = ("auto", "head", "cosine")  # auto: the head (and its verifier) where the model has one; head: the head alone
 
 
 def is_duplicate(scores, threshold: float):
@@ -69,7 +69,10 @@ class Verdict:
                 raise ModelError(f"{getattr(encoder, 'path', 'the model')} has no verdict stage; train one with "
                                  f"`dupfinder train-verdict MODEL_DIR TRAIN_FILE`, or use --verdict cosine")
             return cls(float(encoder.threshold) if override is None else float(override), "model" if override is None else "option", None, note)
-        head = load_encoder_verifier(encoder, head) or head  # the interaction verifier where the model has one
+        if mode == "auto":  # the interaction verifier where the model has one
+            head = load_encoder_verifier(encoder, head) or head
+        else:  # the head alone, at its own threshold
+            head.threshold = float((encoder.manifest["verdict"].get("verifier") or {}).get("head_threshold", head.threshold))
         return cls(head.threshold if override is None else float(override), "model" if override is None else "option", head)
 
     def scores(self, u: np.ndarray, v: np.ndarray, texts_u: Sequence[str] | None = None,

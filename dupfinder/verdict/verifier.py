@@ -52,7 +52,12 @@ def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     xp = np.zeros((n, length + 2, c), np.float32)
     xp[:, 1:-1] = x
     cols = np.concatenate([xp[:, 0:length], xp[:, 1 : length + 1], xp[:, 2 : length + 2]], axis=2)  # (n, L, 3c)
-    return cols @ w + b
+    return _dense(cols, w) + b
+
+
+def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x (n, L, c) @ w (c, h) as one matrix product (numpy's batched matmul runs one per row of n)."""
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])
 
 
 def _softmax(e: np.ndarray, axis: int) -> np.ndarray:
@@ -71,6 +76,11 @@ class Verifier:
     band: tuple[float, float]  # the verifier runs where lo <= head probability <= hi
     stack: tuple[float, float, float]  # logit = a * head logit + b * verifier logit + c
     fill: tuple[float, float] = (0.0, 0.0)  # outside the band the verifier logit is taken as fill[0] + fill[1] * head logit
+
+    def __post_init__(self):
+        # [h, a, h - a, h * a] @ W as h @ (W0 + W2) + a @ (W1 - W2) + (h * a) @ W3: no (n, L, 4c) copy
+        w, c = self.arrays["fuse_w"], self.arrays["fuse_w"].shape[0] // 4
+        self._fuse = (w[:c] + w[2 * c : 3 * c], w[c : 2 * c] - w[2 * c : 3 * c], np.ascontiguousarray(w[3 * c :]))
 
     @property
     def n_hash(self) -> int:
@@ -95,8 +105,8 @@ class Verifier:
         return np.concatenate([x, h], axis=2)  # (n, L, c + h)
 
     def _fused(self, h: np.ndarray, aligned: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        w = self.arrays
-        g = np.maximum(np.concatenate([h, aligned, h - aligned, h * aligned], axis=2) @ w["fuse_w"] + w["fuse_b"], 0)
+        w_h, w_a, w_ha = self._fuse
+        g = np.maximum(_dense(h, w_h) + _dense(aligned, w_a) + _dense(h * aligned, w_ha) + self.arrays["fuse_b"], 0)
         return np.where(mask[:, :, None], g, _NEG).max(axis=1)  # (n, h)
 
     def logits(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray], chunk: int = 256) -> np.ndarray:
@@ -115,8 +125,8 @@ class Verifier:
         xa = np.concatenate([self._embed(a), same.any(2)[:, :, None].astype(np.float32)], axis=2)
         xb = np.concatenate([self._embed(b), same.any(1)[:, :, None].astype(np.float32)], axis=2)
         ha, hb = self._side(xa, ma), self._side(xb, mb)
-        fa = np.maximum(ha @ w["align_w"] + w["align_b"], 0)
-        fb = np.maximum(hb @ w["align_w"] + w["align_b"], 0)
+        fa = np.maximum(_dense(ha, w["align_w"]) + w["align_b"], 0)
+        fb = np.maximum(_dense(hb, w["align_w"]) + w["align_b"], 0)
         e = fa @ fb.transpose(0, 2, 1)  # (n, La, Lb)
         a2 = _softmax(np.where(mb[:, None, :], e, _NEG), 2) @ hb  # (n, La, c + h)
         b2 = _softmax(np.where(ma[:, :, None], e, _NEG), 1).transpose(0, 2, 1) @ ha  # (n, Lb, c + h)
