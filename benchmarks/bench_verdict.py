@@ -1,5 +1,6 @@
 """The verdict stage against the cosine rule, side by side in one run: dev pairs at each rule's
-stored threshold (all, and the pairs whose questions the training file never had), the
+stored threshold (all, and the pairs whose questions the training file never had): the whole
+verdict stage, the pair head alone where the stage also has a verifier, and the cosine; the
 named pairs, dedup of dev's questions against gold clusters, and warm query latency with verdicts.
 
     python benchmarks/bench_verdict.py [--model DIR] [--threads 1] [--n-index 100000] [--queries 1000] [--no-dedup]
@@ -107,9 +108,9 @@ def latency_block(model, work: Path, n_index: int, n_queries: int, dev) -> dict:
     queries = list(dict.fromkeys(dev.texts(1)))[:n_queries]
     out = {"index": str(location), "questions": n_index, "queries": len(queries), "k": 10}
     print(f"\n## warm query latency, k=10, {len(queries):,} dev questions, one per call, {n_index:,}-question index")
-    for mode in ("cosine", "head"):
+    for mode in ("cosine", "head", "auto"):
         with Engine.open(str(location), model, verdict=mode) as engine:
-            if engine.verdict.kind != mode:
+            if engine.verdict.kind != {"auto": "head+verifier"}.get(mode, mode):
                 continue
             for q in queries[:50]:
                 engine.query([q], 10)
@@ -119,7 +120,8 @@ def latency_block(model, work: Path, n_index: int, n_queries: int, dev) -> dict:
                 engine.query([q], 10)
                 times.append(time.perf_counter() - t0)
             ms = np.array(times) * 1000
-            out[mode] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+            out[mode] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                         "verifier_pairs_per_query": getattr(engine.verdict.head, "calls", 0) / (len(queries) + 50)}
             print(f"{mode:<8} p50 {out[mode]['p50_ms']:.2f} ms  p99 {out[mode]['p99_ms']:.2f} ms")
     return out
 
@@ -143,10 +145,12 @@ def main() -> None:
     from dupfinder.io import load_pairs
 
     encoder = load_encoder(args.model)
-    engines = {"head": Engine(encoder, verdict="auto"), "cosine": Engine(encoder, verdict="cosine")}
-    if engines["head"].verdict.kind != "head":
-        print(f"note: {engines['head'].verdict.note}")
-        del engines["head"]
+    engines = {"stage": Engine(encoder, verdict="auto"), "cosine": Engine(encoder, verdict="cosine")}
+    if engines["stage"].verdict.kind == "cosine":
+        print(f"note: {engines['stage'].verdict.note}")
+        del engines["stage"]
+    elif engines["stage"].verdict.kind == "head+verifier":  # the head alone too, for comparison
+        engines = {"stage": engines["stage"], "head": Engine(encoder, verdict="head"), "cosine": engines["cosine"]}
     dev = load_pairs(DATA / "dev.csv")
     unseen = unseen_mask(dev, DATA / "train.csv.gz")
     record = {"environment": env, "model": str(encoder.path), "fingerprint": encoder.fingerprint,

@@ -171,10 +171,15 @@ def main() -> None:
     from dupfinder.engine import Engine, load_encoder
 
     results = []
-    for mode in ("auto", "cosine"):
-        engine = Engine(load_encoder(args.model), verdict=mode)
-        if mode == "auto" and engine.verdict.kind != "head":
+    seen = set()
+    for mode in ("auto", "head", "cosine"):
+        try:
+            engine = Engine(load_encoder(args.model), verdict=mode)
+        except Exception:  # a model without a head: "head" is an error, "auto" the cosine
             continue
+        if engine.verdict.kind in seen:
+            continue
+        seen.add(engine.verdict.kind)
         out = list(engine.similarities(zip(q1, q2)))
         results.append(summarize(f"dupfinder ({engine.verdict.kind})", rows, np.array([o["score"] for o in out]),
                                  np.array([o["duplicate"] for o in out])))

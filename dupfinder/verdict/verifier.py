@@ -206,20 +206,21 @@ def load_verifier(model_dir: Path, record: dict | None, vocab, text_config, embe
 
 
 class _Reader:
-    """The head's question reader, plus the verifier's token ids on each question it reads."""
+    """The head's question reader, keeping each question's text for the verifier (which reads its
+    tokens only for the pairs in its band)."""
 
-    def __init__(self, featurizer, verifier: Verifier):
-        self._featurizer, self._verifier = featurizer, verifier
+    def __init__(self, featurizer):
+        self._featurizer = featurizer
 
     def question(self, text: str):
         q = self._featurizer.question(text)
-        q.tokens = self._verifier.ids(text)
+        q.text = text
         return q
 
     def questions(self, texts: Sequence[str]) -> list:
         out = self._featurizer.questions(texts)
         for q, text in zip(out, texts):
-            q.tokens = self._verifier.ids(text)
+            q.text = text
         return out
 
     def __getattr__(self, name):
@@ -235,7 +236,7 @@ class Cascade:
 
     def __init__(self, head, verifier: Verifier, threshold: float):
         self.head, self.verifier, self.threshold = head, verifier, float(threshold)
-        self.featurizer = _Reader(head.featurizer, verifier)
+        self.featurizer = _Reader(head.featurizer)
         self.cosine_floor = head.cosine_floor
         self.calls = 0  # pairs the verifier has read (benchmarks)
 
@@ -245,9 +246,16 @@ class Cascade:
         out = self.verifier.combine(p)
         if len(band):
             self.calls += len(band)
-            logits = self.verifier.logits([a[i].tokens for i in band.tolist()], [b[i].tokens for i in band.tolist()])
+            logits = self.verifier.logits([self._tokens(a[i]) for i in band.tolist()], [self._tokens(b[i]) for i in band.tolist()])
             out[band] = self.verifier.combine(p[band], logits)
         return out
+
+
+    def _tokens(self, q) -> np.ndarray:
+        tokens = getattr(q, "tokens", None)
+        if tokens is None:
+            tokens = q.tokens = self.verifier.ids(q.text)
+        return tokens
 
 
 def load_encoder_verifier(encoder, head) -> Cascade | None:
