@@ -11,7 +11,8 @@ Phases, each after a warm-up:
 
 Reported per phase: requests/s, latency p50/p90/p99/max, errors, and the server's CPU seconds
 per request (user + system, from /proc), which says what the server costs whatever else the
-machine is running. The load average before and after each phase says how busy the machine was.
+machine is running; for searches, how many one engine call answered (the server's /metrics). The
+load average before and after each phase says how busy the machine was.
 
 Targets (2 cores, 100,000 questions): search >= 500 requests/s at 8 clients with p50 <= 5 ms
 and p99 <= 25 ms; one add or remove p50 <= 10 ms and p99 <= 50 ms; mixed and kill -9: zero errors,
@@ -221,7 +222,25 @@ def show(name: str, r: dict) -> None:
              for k in kinds if r[k]["n"]]
     print(f"{name:<14} {r['clients']:>3} clients  {r['requests_per_s']:>7,.1f} req/s  " + "  ".join(parts)
           + f"  errors {sum(r['errors'].values())}  server CPU {r['server_cpu_ms_per_request']:.2f} ms/req"
+          + (f"  {r['searches_per_engine_call']:.1f} searches/engine call" if r.get("searches_per_engine_call") else "")
           + f"  load {r['load_average'][0]:.1f}->{r['load_average'][1]:.1f}", flush=True)
+
+
+def batching(server: "Server") -> tuple[int, int]:
+    """(engine calls that answered searches, searches they answered) so far, from /metrics."""
+    text = asyncio.run(_get(server, "/metrics")).decode()
+    counts = dict(re.findall(r"^(dupfinder_search\w+_total) (\d+)", text, re.M))
+    return int(counts.get("dupfinder_search_batches_total", 0)), int(counts.get("dupfinder_searches_batched_total", 0))
+
+
+def batched_load(server: "Server", clients: int, seconds: float, next_request) -> dict:
+    """`load`, with the searches answered per engine call (the worker batches the queued ones;
+    warm-up included)."""
+    calls0, searches0 = batching(server)
+    r = asyncio.run(load(server, clients, seconds, next_request))
+    calls1, searches1 = batching(server)
+    r["searches_per_engine_call"] = round((searches1 - searches0) / max(1, calls1 - calls0), 2)
+    return r
 
 
 # ---------------------------------------------------------------- phases
@@ -352,13 +371,13 @@ def main() -> None:
         for phase in phases:
             if phase == "search":
                 for clients in [int(c) for c in args.clients.split(",")]:
-                    r = asyncio.run(load(server, clients, args.seconds, work.search))
+                    r = batched_load(server, clients, args.seconds, work.search)
                     show("search", r)
                     results["phases"][f"search_{clients}"] = {k: v for k, v in r.items() if not k.startswith("_")}
             elif phase == "writes":
                 results["phases"]["writes"] = phase_writes(server, work, args.writes)
             elif phase == "mixed":
-                r = asyncio.run(load(server, args.mixed_clients, args.seconds, work.mixed("m")))
+                r = batched_load(server, args.mixed_clients, args.seconds, work.mixed("m"))
                 show("mixed", r)
                 results["phases"]["mixed"] = {k: v for k, v in r.items() if not k.startswith("_")}
             elif phase == "kill9":
