@@ -4,6 +4,7 @@ import csv
 import gzip
 import hashlib
 import json
+import tomllib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from dupfinder.cli import cli
 from dupfinder.errors import InputError
 from dupfinder.model.files import DEFAULT_MODEL_DIR
-from dupfinder.train.recipe import TrainConfig, read_recipe, resolve, settings
+from dupfinder.train.recipe import STAGE_SECTIONS, TrainConfig, read_recipe, read_stages, resolve, settings, stage_settings
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 SHIPPED = RECIPES / "shipped.toml"
@@ -69,9 +70,41 @@ def test_the_shipped_recipe_is_exactly_the_shipped_models_training_configuration
     assert config["threads"] == 1  # the recipe keeps the thread count of the bit-identical re-run
 
 
+def test_the_shipped_recipe_holds_the_later_stages_the_shipped_model_records():
+    manifest = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    stages = read_stages(SHIPPED)
+    # the recorded teacher file is named N3.npz: 3 neighbours per question
+    assert asdict(stages.teacher) == {"neighbours": 3, "all_questions": False}
+    assert manifest["training"]["config"]["teacher"]["name"] == "N3.npz"
+    extension = manifest["vocabulary_extension"]
+    assert stages.vocabulary.words == extension["words_added"] == 80000
+    assert extension["source"]["vocabulary"] == extension["trained_words"]  # extended once, from the trained encoder
+    want = manifest["verdict"]["config"]
+    got = asdict(stages.verdict)
+    assert got.keys() == want.keys()
+    for name in want:  # field by field, so a failure names the setting
+        assert got[name] == want[name], f"verdict.{name}"
+    if "verifier" in manifest["verdict"]:  # the recipe's [verifier] is held to the model once it ships one
+        want = manifest["verdict"]["verifier"]["config"]
+        got = asdict(stages.verifier)
+        assert got.keys() == want.keys()
+        for name in want:
+            assert got[name] == want[name], f"verifier.{name}"
+
+
 def test_the_recipe_sets_every_setting_explicitly():
     # so a changed default in the code cannot change what the recipe trains
     assert set(read_recipe(SHIPPED)) == set(settings()) - {"teacher", "init"}
+    stages = read_stages(SHIPPED)
+    for section in STAGE_SECTIONS:
+        written = tomllib.loads(SHIPPED.read_text())[section]
+        assert {f"{section}.{k}" for k in written} == set(stage_settings(section)), section
+        assert getattr(stages, section) is not None
+
+
+def test_recipes_without_sections_have_no_later_stages():
+    stages = read_stages(RECIPES / "course.toml")
+    assert all(getattr(stages, section) is None for section in STAGE_SECTIONS)
 
 
 def test_the_course_recipe():
@@ -126,12 +159,16 @@ def test_paths_in_a_recipe_are_relative_to_it(tmp_path):
     ("[model]\nwidth = 3\n", "unknown setting 'model.width'"),
     ("[optimizer]\nlr = 1\n", "unknown setting 'optimizer'"),
     ("model.vocab_size = 10\n", "unknown setting 'model.vocab_size'"),  # counted from the data
+    ("[verdict]\nhiden = 8\n", "unknown setting 'verdict.hiden'; valid settings are: verdict.hidden, "),
 ])
 def test_an_unknown_setting_is_named_with_the_valid_ones(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(InputError, match=message) as e:
         read_recipe(path)
-    assert "\n" not in str(e.value) and "model.pooling" in str(e.value) and "text.drop_end_punct" in str(e.value)
+    assert "\n" not in str(e.value)
+    if not message.startswith("unknown setting 'verdict."):
+        assert "model.pooling" in str(e.value) and "text.drop_end_punct" in str(e.value)
+        assert str(e.value).endswith("; and the sections [teacher], [vocabulary], [verdict], [verifier]")
 
 
 @pytest.mark.parametrize("text, message", [

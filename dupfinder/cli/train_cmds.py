@@ -1,4 +1,5 @@
-"""Commands that make models: train, teacher, extend-vocab. They need the train extra (torch)."""
+"""Commands that make models: build-model (every stage of a recipe), and its stages train, teacher,
+extend-vocab. They need the train extra (torch)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import click
 from dupfinder.cli.main import cli
 from dupfinder.cli.options import check_out_dir, log, pair_columns_option, threads_option
 from dupfinder.engine import set_threads
-from dupfinder.train.recipe import TrainConfig, resolve
+from dupfinder.train.recipe import TrainConfig, read_stages, resolve
 
 
 DEFAULTS = TrainConfig()
@@ -56,6 +57,8 @@ def train(train_file, out_dir, recipe_file, dev_file, resume, init_dir, teacher,
             raise click.ClickException(f"{out_dir} already holds a model; choose another --out or delete it first")
         config = resolve(recipe_file, {"seed": seed, "epochs": epochs, "batch_size": batch_size, "threads": threads,
                                        "teacher": teacher, "init": init_dir})
+        if recipe_file is not None and (later := [name for name, value in vars(read_stages(recipe_file)).items() if value is not None]):
+            log(f"train trains the encoder only; the recipe's {', '.join(f'[{n}]' for n in later)} run with `dupfinder build-model`")
 
     from dupfinder.progress import Progress
     from dupfinder.train.loop import TrainingInterrupted, train as run_training
@@ -73,6 +76,47 @@ def train(train_file, out_dir, recipe_file, dev_file, resume, init_dir, teacher,
         f"wrote {out_dir}: validation accuracy {v['accuracy']:.4f}, ROC-AUC {v['roc_auc']:.4f}, "
         f"tau {manifest['threshold']:.4f}, {manifest['training']['seconds']:.0f} s"
     )
+
+
+@cli.command("build-model")
+@click.argument("train_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--recipe", "recipe_file", type=click.Path(path_type=Path), required=True, metavar="FILE.toml",
+              help="The recipe: the encoder's settings, and sections for the other stages; see recipes/shipped.toml.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Model folder to write; OUT/work keeps the intermediate results.")
+@click.option("--dev", "dev_file", type=str, default=None, help="Pairs file scored after each encoder epoch, for the log only.")
+@click.option("--teacher", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
+              help="A teacher file from `dupfinder teacher`, used instead of running the recipe's [teacher] stage.")
+def build_model(train_file, recipe_file, out_dir, dev_file, teacher):
+    """Train every stage of a model from a recipe and a pairs file, in order, into one folder.
+
+    The stages: [teacher] (all-MiniLM-L6-v2 neighbours, the 'distill' extra), the encoder (the
+    recipe's top-level settings), [vocabulary] (GloVe words added), [verdict] (the pair head) and
+    [verifier] (the interaction verifier over it); a section the recipe leaves out is a stage that
+    does not run. Intermediate results stay in OUT/work, so the same command run again after an
+    interruption skips the stages already complete. A stage's missing package or data is reported
+    before any stage starts. Prints each stage's time.
+
+    \b
+    Example (the shipped model; WordNet's files as recipes/shipped.toml says):
+      NLTK_DATA=nltk_data dupfinder build-model train.csv.gz --recipe recipes/shipped.toml --out models/mine --dev dev.csv
+    """
+    from dupfinder.progress import Progress
+    from dupfinder.train.loop import TrainingInterrupted
+    from dupfinder.train.pipeline import build_model as run
+
+    check_out_dir(out_dir)
+    try:
+        results = run(train_file, out_dir, recipe_file, teacher_file=teacher, dev_file=dev_file, log=log,
+                      progress_factory=lambda total, label, unit: Progress(total, label, unit=unit))
+    except (TrainingInterrupted, KeyboardInterrupt):
+        log("Error: interrupted; run the same command again to continue from the last complete stage")
+        sys.exit(130)
+    for r in results:
+        took = "" if r.earlier is None else f" ({r.earlier:.0f} s then)"
+        click.echo(f"{r.name:<10} {r.seconds:>8.0f} s  {r.note}" if r.ran else f"{r.name:<10} {'-':>8}    already complete{took}")
+    click.echo(f"wrote {out_dir}: {', '.join(r.name for r in results)} in {sum(r.seconds for r in results):.0f} s; "
+               f"{out_dir / 'work'} holds the intermediate files (not needed to use the model)")
 
 
 @cli.command()

@@ -1,6 +1,8 @@
 """Training settings: TrainConfig, every setting with its default, and recipes, TOML files that set
 any of them. A setting comes from TrainConfig's default, then the recipe, then the command line.
-No torch here, so a recipe is checked before torch loads.
+A recipe's top level trains the encoder; its sections [teacher], [vocabulary], [verdict] and
+[verifier] set the stages `dupfinder build-model` runs around it (Stages). No torch here, so a
+recipe is checked before torch loads.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dupfinder.errors import InputError
 from dupfinder.model.config import ModelConfig
 from dupfinder.model.fast import POOLINGS
 from dupfinder.text import TextConfig
+
+if TYPE_CHECKING:
+    from dupfinder.train.head import HeadConfig
+    from dupfinder.train.verifier import VerifierConfig
 
 
 @dataclass
@@ -58,6 +64,36 @@ class TrainConfig:
         return cls(**d, model=model, text=text)
 
 
+@dataclass
+class TeacherStage:
+    neighbours: int = 3  # each duplicate-pair question's K nearest questions by the teacher (`dupfinder teacher --neighbours`)
+    all_questions: bool = False  # encode every question, not only those of duplicate pairs
+
+
+@dataclass
+class VocabularyStage:
+    words: int = 80_000  # GloVe words added after training, most frequent first (`dupfinder extend-vocab --words`)
+
+
+@dataclass
+class Stages:
+    """The stages around the encoder that a recipe's sections ask for; None: the stage does not run."""
+
+    teacher: TeacherStage | None = None  # all-MiniLM-L6-v2's neighbours, learned from through kd_swaps
+    vocabulary: VocabularyStage | None = None  # extend-vocab on the trained encoder
+    verdict: HeadConfig | None = None  # the pair head (train-verdict)
+    verifier: VerifierConfig | None = None  # the interaction verifier over the head (train-verifier)
+
+
+def stage_classes() -> dict[str, type]:
+    """Each recipe section's config class, in the order the stages run (head and verifier load here,
+    not at import, so that `dupfinder` starts without them)."""
+    from dupfinder.train.head import HeadConfig
+    from dupfinder.train.verifier import VerifierConfig
+
+    return {"teacher": TeacherStage, "vocabulary": VocabularyStage, "verdict": HeadConfig, "verifier": VerifierConfig}
+
+
 # ModelConfig's own default is the course's encoder (unidirectional, mean pooling), which library
 # callers get; `dupfinder train` starts from this one unless a recipe says otherwise
 TRAIN_DEFAULTS = {"model": {"bidirectional": True, "pooling": "max"}}
@@ -65,6 +101,8 @@ TRAIN_DEFAULTS = {"model": {"bidirectional": True, "pooling": "max"}}
 DERIVED = {"init_trained_words", "model.vocab_size"}
 # settings that name a file or folder: in a recipe, relative to the recipe's folder
 PATHS = {"teacher", "init"}
+# a recipe's sections for the stages around the encoder, in the order they run
+STAGE_SECTIONS = ("teacher", "vocabulary", "verdict", "verifier")
 
 _ANY = (lambda v: True, "")
 LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -95,41 +133,101 @@ LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
     "model.pooling": (lambda v: v in POOLINGS, f"one of {', '.join(POOLINGS)}"),
     "text.max_len": (lambda v: v >= 1, "at least 1"),
+    "teacher.neighbours": (lambda v: v >= 1, "at least 1"),
+    "vocabulary.words": (lambda v: v >= 1, "at least 1"),
+    "verdict.hidden": (lambda v: v >= 1, "at least 1"),
+    "verdict.hidden2": (lambda v: v >= 1, "at least 1"),
+    "verdict.epochs": (lambda v: v >= 1, "at least 1"),
+    "verdict.batch_size": (lambda v: v >= 1, "at least 1"),
+    "verdict.lr": (lambda v: v > 0, "above 0"),
+    "verdict.lr_floor": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "verdict.weight_decay": (lambda v: v >= 0, "0 or more"),
+    "verdict.input_dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "verdict.unknown_pairs": (lambda v: v >= 0, "0 or more"),
+    "verdict.wordnet_pairs": (lambda v: v >= 0, "0 or more"),
+    "verdict.calibration_holdout": (lambda v: 0 < v <= 0.5, "above 0 and at most 0.5"),
+    "verdict.threads": (lambda v: v >= 1, "at least 1"),
+    "verifier.hidden": (lambda v: v >= 1, "at least 1"),
+    "verifier.epochs": (lambda v: v >= 1, "at least 1"),
+    "verifier.batch_size": (lambda v: v >= 1, "at least 1"),
+    "verifier.lr": (lambda v: v > 0, "above 0"),
+    "verifier.dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "verifier.n_hash": (lambda v: v >= 1, "at least 1"),
+    "verifier.unknown_pairs": (lambda v: v >= 0, "0 or more"),
+    "verifier.band_miss": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "verifier.calibration_holdout": (lambda v: 0 < v <= 0.5, "above 0 and at most 0.5"),
+    "verifier.threads": (lambda v: v >= 1, "at least 1"),
 }
 
 
 def settings() -> dict[str, type]:
-    """Every setting a recipe may hold, as dotted names ("epochs", "model.pooling") -> its type."""
+    """Every encoder setting a recipe may hold, as dotted names ("epochs", "model.pooling") -> its type."""
     out = {}
     for cls, prefix in ((TrainConfig, ""), (ModelConfig, "model."), (TextConfig, "text.")):
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            kind = hints[f.name]
-            if isinstance(kind, types.UnionType):  # `str | None`: a recipe can only give the str
-                kind = next(a for a in typing.get_args(kind) if a is not type(None))
-            if kind in (bool, int, float, str) and prefix + f.name not in DERIVED:
-                out[prefix + f.name] = kind
+        out.update(_typed_fields(cls, prefix))
+    return out
+
+
+def stage_settings(section: str) -> dict[str, type]:
+    """Every setting of a stage's section, as dotted names ("verdict.epochs") -> its type."""
+    return _typed_fields(stage_classes()[section], section + ".")
+
+
+def _typed_fields(cls: type, prefix: str) -> dict[str, type]:
+    out = {}
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # `str | None`: a recipe can only give the str
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if kind in (bool, int, float, str) and prefix + f.name not in DERIVED:
+            out[prefix + f.name] = kind
     return out
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
-    """A recipe file's settings as dotted names -> checked values; paths made relative to its folder.
+    """A recipe file's encoder settings as dotted names -> checked values; paths made relative to its
+    folder. Its stage sections are checked too (`read_stages` returns them).
 
     Raises InputError (one line) for a missing or unreadable file, bad TOML, an unknown setting or
     a value of the wrong type or range.
     """
     path = Path(path)
+    data = _load(path)
+    _stages(data, path)
+    return _encoder_settings(data, path)
+
+
+def read_stages(path: str | Path) -> Stages:
+    """The stages a recipe's sections ask for, each section checked as the encoder's settings are."""
+    path = Path(path)
+    data = _load(path)
+    _encoder_settings(data, path)
+    return _stages(data, path)
+
+
+def _load(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise InputError(f"recipe {path} does not exist; see recipes/ for examples") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"recipe {path} is not valid TOML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read recipe {path} ({type(e).__name__}); give a TOML file") from None
+
+
+def _is_section(key: str, value: Any) -> bool:
+    # `teacher = "t.npz"` names a teacher file (an encoder setting); `[teacher]` makes one
+    return key in STAGE_SECTIONS and (isinstance(value, dict) or key != "teacher")
+
+
+def _encoder_settings(data: dict[str, Any], path: Path) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
+        if _is_section(key, value):
+            continue
         if key in ("model", "text") and isinstance(value, dict):
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
@@ -137,11 +235,37 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     known = settings()
     for name, value in flat.items():
         if name not in known:
-            raise InputError(f"recipe {path}: unknown setting {name!r}; valid settings are: {', '.join(known)}")
+            raise InputError(f"recipe {path}: unknown setting {name!r}; valid settings are: {', '.join(known)}; "
+                             f"and the sections {', '.join(f'[{s}]' for s in STAGE_SECTIONS)}")
         flat[name] = check_value(name, value, known[name], f"recipe {path}")
         if name in PATHS:
             flat[name] = str(path.parent / flat[name])
     return flat
+
+
+def _stages(data: dict[str, Any], path: Path) -> Stages:
+    where = f"recipe {path}"
+    stages = Stages()
+    for section, cls in stage_classes().items():
+        if section not in data or not _is_section(section, data[section]):
+            continue
+        table = data[section]
+        if not isinstance(table, dict):
+            raise InputError(f"{where}: {section} must be a section ([{section}] with its settings below), not {table!r}")
+        known = stage_settings(section)
+        values = {}
+        for key, value in table.items():
+            name = f"{section}.{key}"
+            if name not in known:
+                raise InputError(f"{where}: unknown setting {name!r}; valid settings are: {', '.join(known)}")
+            values[key] = check_value(name, value, known[name], where)
+        setattr(stages, section, cls(**values))
+    if stages.verifier is not None and stages.verdict is None:
+        raise InputError(f"{where} has [verifier] but no [verdict]: the verifier works over the pair head; add a [verdict] section")
+    if stages.verifier is not None and stages.verifier.calibration_holdout != stages.verdict.calibration_holdout:
+        raise InputError(f"{where}: verifier.calibration_holdout ({stages.verifier.calibration_holdout}) must equal "
+                         f"verdict.calibration_holdout ({stages.verdict.calibration_holdout}): both choose their threshold on the same pairs")
+    return stages
 
 
 def check_value(name: str, value: Any, kind: type, where: str) -> Any:
@@ -186,3 +310,21 @@ def check(config: TrainConfig, recipe: str | Path | None = None) -> None:
                          f"set kd_swaps in the recipe (see recipes/shipped.toml) or drop --teacher")
     if config.kd_swap_stretch != 1.0 and not config.kd_swaps:
         raise InputError(f"{where} set kd_swap_stretch, which acts only with kd_swaps; set kd_swaps too")
+
+
+def resolve_stages(recipe: str | Path, teacher: str | None = None) -> tuple[TrainConfig, Stages]:
+    """Every stage of a recipe, for `dupfinder build-model`: the encoder's configuration and the
+    stages around it, checked together. `teacher` is the teacher file the encoder learns from (the
+    [teacher] stage's output, or a file given instead of that stage)."""
+    stages = read_stages(recipe)
+    where = f"recipe {recipe}"
+    encoder = read_recipe(recipe)
+    kd_swaps = encoder.get("kd_swaps", TrainConfig.kd_swaps)
+    teacher = teacher or encoder.get("teacher")
+    if stages.teacher is not None and not kd_swaps:
+        raise InputError(f"{where} has a [teacher] section, but kd_swaps is 0 and nothing else uses the teacher: "
+                         f"set kd_swaps or drop [teacher]")
+    if kd_swaps and teacher is None:
+        raise InputError(f"{where} sets kd_swaps, which needs a teacher: add a [teacher] section (see recipes/shipped.toml) "
+                         f"or pass --teacher FILE")
+    return resolve(recipe, {"teacher": teacher}), stages
