@@ -19,7 +19,7 @@ from dupfinder.text import UNK_ID, TextConfig, Vocab, tokenize
 _WORD = re.compile(r"\w")
 _SUFFIXES = ("ing", "ies", "ied", "ed", "es", "s", "ly")
 _NOT_A_WORD = False  # the lexicon's entry for a token without a word character (punctuation)
-_LEXICON_SIZE = 300_000  # tokens remembered before the lexicon starts again (some 60 MB)
+_LEXICON_SIZE = 300_000  # tokens remembered before the lexicon starts again (about 65 MB of unknown words)
 
 TEXT_FEATURES = (
     "jaccard",  # shared distinct tokens / all distinct tokens
