@@ -141,7 +141,7 @@ def unknown_word_pairs(featurizer: TextFeaturizer, encoder: Encoder, texts: dict
     qt = featurizer.questions(new_texts)
     text = featurizer.pairs([qt[i] for i in a_idx], [qt[i] for i in b_idx])
     log(f"{len(labels):,} unknown-word pairs ({kept:,} duplicates) from {len(new_texts):,} questions in {time.time() - t:.0f} s")
-    return vectors, PairSet(np.asarray(a_idx), np.asarray(b_idx), text, np.asarray(labels, dtype=np.float32))
+    return vectors, PairSet(np.asarray(a_idx, dtype=np.int64), np.asarray(b_idx, dtype=np.int64), text, np.asarray(labels, dtype=np.float32))
 
 
 def train_head(vectors: np.ndarray, train: PairSet, val: PairSet, config: HeadConfig,
