@@ -26,9 +26,9 @@ class EngineWorker:
     `await worker.search(texts, k)` for searches, which are batched with their neighbours in the queue.
 
     The engine sees at most `max_batch` texts a call (a larger request is split). On 100,000
-    questions (2 cores) a query costs 1.5 ms of CPU alone, 0.81 ms each in a batch of 8 and 0.77 in
-    one of 15; from 16 queries on, the local store leaves its PQ scan for an exact scan that cost
-    17 ms a query.
+    questions with the pair head (2 cores, both busy with other work) a query cost 1.6 ms of CPU
+    alone and 1.0 ms each in a batch of 8; from 16 queries on, the local store lets FAISS wake its
+    OpenMP threads, which on a busy machine cost more than they save.
     """
 
     def __init__(self, engine, max_batch: int = 8):
