@@ -52,13 +52,13 @@ ROWS_ONE_BY_ONE = 1024  # a server batch at most: 8 searches at the largest k (1
 
 
 def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """x @ w, up to ROWS_ONE_BY_ONE rows one at a time (a matrix-vector product each, looped in C):
-    a (40, 529) x (529, 256) product sent OpenBLAS to its threads, which on the busy 2-core machine
-    took 9-24 ms against 0.2 ms row by row. A row's result is the same bits whatever the batch, so
-    a search scores its hits alike alone or batched with others; past the bound, one matrix product."""
+    """x @ w as float32, up to ROWS_ONE_BY_ONE rows one at a time (a matrix-vector product each,
+    looped in C): a (40, 529) x (529, 256) product sent OpenBLAS to its threads, which on the busy
+    2-core machine took 9-24 ms against 0.2 ms row by row. Each row's product is the same bits
+    whatever the batch; past the bound, one matrix product."""
     if len(x) > ROWS_ONE_BY_ONE:
         return x @ w
-    return np.matmul(x[:, None, :], w)[:, 0]  # (n, 1, F) x (F, H) -> (n, H)
+    return np.matmul(x[:, None, :], w)[:, 0].astype(np.float32, copy=False)  # (n, 1, F) x (F, H) -> (n, H)
 
 
 def head_arrays(weights: dict, mean: np.ndarray, std: np.ndarray, idf: np.ndarray, idf_unknown: float) -> dict[str, np.ndarray]:
