@@ -155,7 +155,7 @@ class SimilarityOut(BaseModel):
     threshold: float
     duplicate: bool
     cosine: float | None = Field(None, description="The cosine, when the pair head decided.")
-    verdict: str | None = Field(None, description="head or cosine: which rule decided.")
+    verdict: str | None = Field(None, description="head+verifier, head or cosine: which rule decided.")
 
 
 class AddOutcome(BaseModel):
