@@ -20,7 +20,7 @@ from dupfinder.model.encoder import load_model
 from dupfinder.model.files import load_numpy_weights, read_json, sha256_hex
 from dupfinder.train.head import encoder_split, made_up_word
 from dupfinder.text import tokenize
-from dupfinder.verdict.verifier import VERIFIER_FILE, pad, token_ids, torch_arrays, verifier_bytes
+from dupfinder.verdict.verifier import VERIFIER_FILE, pad, stored, token_ids, torch_arrays, verifier_bytes
 
 
 @dataclass
@@ -245,6 +245,7 @@ def install(model_dir: str | Path, arrays: dict, pairs, config: VerifierConfig, 
     from dupfinder.verdict.verifier import Verifier
 
     t0 = time.time()
+    arrays = stored(arrays)  # fitted on the float16 weights the file keeps
     encoder = load_model(model_dir, backend="numpy")
     head = load_encoder_head(encoder)  # the head alone, also where the model has a verifier already
     if head is None:

@@ -167,9 +167,15 @@ def torch_arrays(state: dict) -> dict[str, np.ndarray]:
             "pred2_w": lin("pred.2.weight"), "pred2_b": vec("pred.2.bias")}
 
 
+def stored(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The weights as verifier.npz keeps them (float16, half the bytes), back in float32: what the
+    stack and the band must be fitted on."""
+    return {k: np.asarray(arrays[k], np.float16).astype(np.float32) for k in ARRAYS}
+
+
 def verifier_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, format=np.int32(VERIFIER_FORMAT), **{k: np.asarray(arrays[k], np.float32) for k in ARRAYS})
+    np.savez(buf, format=np.int32(VERIFIER_FORMAT), **{k: np.asarray(arrays[k], np.float16) for k in ARRAYS})
     return buf.getvalue()
 
 

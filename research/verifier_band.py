@@ -1,0 +1,90 @@
+"""The verifier's band: how much of the full stack (head and verifier on every pair) the cascade
+keeps when the verifier reads only the pairs whose head probability is in a band, for several band
+widths, on dev. The stack and the band are fitted on the calibration pairs (the encoder's validation
+split plus the head's held-out training pairs), as `dupfinder train-verifier` fits them; dev only
+reads.
+
+    python research/verifier_band.py --model DIR [--miss 0.001,0.002,0.005,0.01,0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from common import environment  # noqa: E402
+
+DATA = Path(__file__).parents[1].parent / "shared/data/quora"
+
+
+def main() -> None:
+    from dupfinder.evaluation.calibrate import advise, metrics_at
+    from dupfinder.evaluation.metrics import roc_auc
+    from dupfinder.evaluation.pairs import unseen_mask
+    from dupfinder.io import load_pairs
+    from dupfinder.model.encoder import load_model
+    from dupfinder.train.verifier import calibration_split, choose_band, fit_fill, fit_stack
+    from dupfinder.verdict.head import load_encoder_head
+    from dupfinder.verdict.verifier import load_verifier
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--miss", default="0.001,0.002,0.005,0.01,0.02")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "verifier_band.json")
+    args = ap.parse_args()
+    enc = load_model(args.model, backend="numpy")
+    record = enc.manifest["verdict"]["verifier"]
+    head = load_encoder_head(enc)
+    verifier = load_verifier(enc.path, record, enc.vocab, enc.text_config, enc._numpy.embed)
+    train = load_pairs(DATA / "train.csv.gz")
+    dev = load_pairs(DATA / "dev.csv")
+    _, cal, _ = calibration_split(train, enc, record["config"]["calibration_holdout"])
+    unseen = unseen_mask(dev, DATA / "train.csv.gz")
+
+    def scores(ps):
+        q = np.unique(np.r_[ps.qid1, ps.qid2])
+        v = enc.encode([ps.questions[x] for x in q.tolist()])
+        p = head.score(v[np.searchsorted(q, ps.qid1)], v[np.searchsorted(q, ps.qid2)], head.featurizer.questions(ps.texts(1)),
+                       head.featurizer.questions(ps.texts(2)))
+        t = time.perf_counter()
+        logits = verifier.logits([verifier.ids(x) for x in ps.texts(1)], [verifier.ids(x) for x in ps.texts(2)])
+        return np.asarray(p, np.float64), logits.astype(np.float64), time.perf_counter() - t
+
+    cal_p, cal_l, _ = scores(cal)
+    dev_p, dev_l, seconds = scores(dev)
+    y, dy = cal.label.astype(np.float64), dev.label
+    stack, fill = fit_stack(cal_p, cal_l, y), fit_fill(cal_p, cal_l)
+    verifier.stack, verifier.fill = stack, fill
+    cal_s, dev_s = verifier.combine(cal_p, cal_l), verifier.combine(dev_p, dev_l)
+    threshold = advise(cal_s, y, balanced=True)["best_accuracy"]["threshold"]
+    out = {"environment": environment(), "model": args.model, "stack": stack, "fill": fill, "threshold": threshold,
+           "verifier_pairs_per_second": round(len(dy) / seconds), "rows": []}
+
+    def row(name, s, t, in_band=1.0):
+        m, u = metrics_at(s, dy, t), metrics_at(s[unseen], dy[unseen], t)
+        r = {"rule": name, "threshold": t, "in_band": round(float(in_band), 4), "accuracy": m["accuracy"], "precision": m["precision"],
+             "recall": m["recall"], "roc_auc": m["roc_auc"], "unseen_accuracy": u["accuracy"], "unseen_roc_auc": u["roc_auc"]}
+        out["rows"].append(r)
+        print(f"{name:<22} thr {t:.4f} band {in_band:.3f} | acc {m['accuracy']:.4f} P {m['precision']:.4f} R {m['recall']:.4f} "
+              f"AUC {m['roc_auc']:.4f} | unseen acc {u['accuracy']:.4f} AUC {u['roc_auc']:.4f}")
+
+    row("head alone", dev_p, advise(cal_p, y, balanced=True)["best_accuracy"]["threshold"], 0.0)
+    row("verifier alone", dev_l, advise(cal_l, y, balanced=True)["best_accuracy"]["threshold"])
+    row("stack, every pair", dev_s, threshold)
+    for miss in (float(x) for x in args.miss.split(",")):
+        lo, hi = choose_band(cal_p, verifier.combine(cal_p), cal_s, threshold, miss)
+        band = (dev_p >= lo) & (dev_p <= hi)
+        row(f"cascade, miss {miss:g}", np.where(band, dev_s, verifier.combine(dev_p)), threshold, band.mean())
+    print(f"verifier: {out['verifier_pairs_per_second']:,} dev pairs/s in numpy")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
