@@ -30,10 +30,18 @@ def emit_json(obj, err: bool = False) -> None:
     click.echo(dumps(obj), err=err)
 
 
+RULE_NAMES = {"head": "pair head", "head+verifier": "head + verifier"}  # the verdict rules with a score of their own
+
+
+def rule_text(kind: str, threshold: float) -> str:
+    """"head + verifier threshold 0.5303", or "tau 0.5940" under the cosine rule."""
+    return f"{RULE_NAMES[kind]} threshold {threshold:.4f}" if kind in RULE_NAMES else f"tau {threshold:.4f}"
+
+
 def verdict_line(result: dict) -> str:
     line = f"{result['score']:.4f}  {'duplicate' if result['duplicate'] else 'not duplicate'}"
-    if result.get("verdict") == "head":
-        return line + f" (pair head, threshold {result['threshold']:.4f}; cosine {result['cosine']:.4f})"
+    if result.get("verdict") in RULE_NAMES:
+        return line + f" ({RULE_NAMES[result['verdict']]}, threshold {result['threshold']:.4f}; cosine {result['cosine']:.4f})"
     return line + f" (tau {result['threshold']:.4f})"
 
 
@@ -43,11 +51,11 @@ def hits_table(hits, tau: float) -> str:
     lines = [f"{h.score:7.4f}  {f'p {h.verdict_score:.2f}  ' if head else ''}{'DUPLICATE' if h.duplicate else '         '}  [{h.id}] {h.text}"
              for h in hits]
     n_dup = sum(h.duplicate for h in hits)
-    rule = f"pair head threshold {tau:.4f}" if head else f"tau {tau:.4f}"
+    rule = f"verdict threshold {tau:.4f}" if head else f"tau {tau:.4f}"
     if n_dup:
         lines.append(f"{n_dup} duplicate{'s' if n_dup > 1 else ''} at {rule}")
     elif hits and head:
-        lines.append(f"No duplicate: the pair head gives at most p {max(h.verdict_score for h in hits):.4f}, below {tau:.4f}")
+        lines.append(f"No duplicate: the verdict gives at most p {max(h.verdict_score for h in hits):.4f}, below {tau:.4f}")
     elif hits:
         lines.append(f"No duplicate: the best match scores {hits[0].score:.4f}, below tau {tau:.4f}")
     else:
@@ -61,7 +69,7 @@ def info_table(result: dict) -> str:
         f"questions  {result['count']:,}",
         f"kind       {result['kind']} ({result['metric']})",
         f"dimension  {result['dimension']}",
-        f"model      {result['model']} ({result['model_fingerprint']}, tau {result['threshold']:.4f})",
+        f"model      {result['model']} ({result['model_fingerprint']}, {rule_text(result.get('verdict', 'cosine'), result['threshold'])})",
         f"size       {result['size_bytes'] / 1e6:,.1f} MB",
         f"updated    {result['updated']}",
     ]
@@ -76,7 +84,7 @@ def info_table(result: dict) -> str:
 def pair_metrics_table(title: str, m: dict) -> str:
     c = m["confusion"]
     return (
-        f"{title}: {m['pairs']:,} pairs at tau {m['threshold']:.4f}\n"
+        f"{title}: {m['pairs']:,} pairs at threshold {m['threshold']:.4f}\n"
         f"  accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  "
         f"F1 {m['f1']:.4f}  ROC-AUC {m['roc_auc']:.4f}\n"
         f"  confusion: {c['tp']:,} true dup, {c['fp']:,} false dup, {c['fn']:,} missed dup, {c['tn']:,} true non-dup"

@@ -10,7 +10,7 @@ import click
 from dupfinder.cli.main import cli
 from dupfinder.cli.options import (index_option, input_column_options, json_option, log, model_option, nonempty, progress, read_stdin,
                                    threads_option, threshold_option, verdict_option)
-from dupfinder.cli.output import dumps, emit_json, hits_table, info_table
+from dupfinder.cli.output import dumps, emit_json, hits_table, info_table, rule_text
 from dupfinder.engine import Engine, load_encoder, read_questions, set_threads
 
 
@@ -232,7 +232,7 @@ def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_col
     ]
     if against_dir is not None:
         lines.append(f"{info['rows_matching_index']:,} rows duplicate a question in {against_dir}")
-    rule = f"pair head threshold {engine.threshold:.4f}" if engine.verdict.kind == "head" else f"tau {engine.threshold:.4f}"
+    rule = rule_text(engine.verdict.kind, engine.threshold)
     lines.append(f"wrote {written:,} rows to {output} ({rule}, {'guarded' if not no_guard else 'plain union-find'}, "
                  f"{info['seconds_total']:.1f} s)")
     log("\n".join(lines))
