@@ -9,7 +9,7 @@ import click
 from dupfinder.cli.main import cli
 from dupfinder.cli.options import (json_option, log, model_option, nonempty, pair_columns_option, read_stdin_question, threads_option,
                                    threshold_option, verdict_option)
-from dupfinder.cli.output import RULE_NAMES, calibration_line, dumps, emit_json, pair_metrics_table, verdict_line
+from dupfinder.cli.output import calibration_line, dumps, emit_json, pair_metrics_table, verdict_line
 from dupfinder.engine import Engine, load_encoder, set_threads
 
 
@@ -100,7 +100,7 @@ def evaluate(pairs_file, model_dir, threshold, verdict, unseen_from, as_json, th
         return
     for title, m in (("all pairs", result), ("unseen pairs", result.get("unseen"))):
         if m is not None:
-            click.echo(pair_metrics_table(f"{title} ({RULE_NAMES[result['verdict']]})" if result["verdict"] in RULE_NAMES else title, m))
+            click.echo(pair_metrics_table(title, m, result["verdict"]))
     note_verdict(engine)
 
 

@@ -81,10 +81,10 @@ def info_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def pair_metrics_table(title: str, m: dict) -> str:
+def pair_metrics_table(title: str, m: dict, kind: str = "cosine") -> str:
     c = m["confusion"]
     return (
-        f"{title}: {m['pairs']:,} pairs at threshold {m['threshold']:.4f}\n"
+        f"{title}: {m['pairs']:,} pairs at {rule_text(kind, m['threshold'])}\n"
         f"  accuracy {m['accuracy']:.4f}  precision {m['precision']:.4f}  recall {m['recall']:.4f}  "
         f"F1 {m['f1']:.4f}  ROC-AUC {m['roc_auc']:.4f}\n"
         f"  confusion: {c['tp']:,} true dup, {c['fp']:,} false dup, {c['fn']:,} missed dup, {c['tn']:,} true non-dup"
