@@ -1,8 +1,8 @@
 """The verifier's band: how much of the full stack (head and verifier on every pair) the cascade
 keeps when the verifier reads only the pairs whose head probability is in a band, for several band
-widths, on dev. The stack and the band are fitted on the calibration pairs (the encoder's validation
-split plus the head's held-out training pairs), as `dupfinder train-verifier` fits them; dev only
-reads.
+widths, on dev, with the model's stored stack and threshold (fitted by `dupfinder train-verifier` on
+the calibration pairs: the encoder's validation split plus the head's held-out training pairs); each
+band is chosen on those pairs as train-verifier chooses it, and dev only reads.
 
     python research/verifier_band.py --model DIR [--miss 0.001,0.002,0.005,0.01,0.02]
 """
@@ -29,7 +29,7 @@ def main() -> None:
     from dupfinder.evaluation.pairs import unseen_mask
     from dupfinder.io import load_pairs
     from dupfinder.model.encoder import load_model
-    from dupfinder.train.verifier import calibration_split, choose_band, fit_fill, fit_stack
+    from dupfinder.train.verifier import calibration_split, choose_band
     from dupfinder.verdict.head import load_encoder_head
     from dupfinder.verdict.verifier import load_verifier
 
@@ -59,11 +59,9 @@ def main() -> None:
     cal_p, cal_l, _ = scores(cal)
     dev_p, dev_l, seconds = scores(dev)
     y, dy = cal.label.astype(np.float64), dev.label
-    stack, fill = fit_stack(cal_p, cal_l, y), fit_fill(cal_p, cal_l)
-    verifier.stack, verifier.fill = stack, fill
     cal_s, dev_s = verifier.combine(cal_p, cal_l), verifier.combine(dev_p, dev_l)
-    threshold = advise(cal_s, y, balanced=True)["best_accuracy"]["threshold"]
-    out = {"environment": environment(), "model": args.model, "stack": stack, "fill": fill, "threshold": threshold,
+    threshold = float(enc.manifest["verdict"]["threshold"])
+    out = {"environment": environment(), "model": args.model, "stack": verifier.stack, "fill": verifier.fill, "threshold": threshold,
            "verifier_pairs_per_second": round(len(dy) / seconds), "rows": []}
 
     def row(name, s, t, in_band=1.0):

@@ -15,7 +15,8 @@ from dupfinder.cli import cli
 from dupfinder.engine import Engine, load_encoder
 from dupfinder.model.files import load_numpy_weights
 from dupfinder.train.verifier import VerifierConfig, choose_band, fit_fill, fit_stack, network, train_verifier
-from dupfinder.verdict.verifier import Cascade, Verifier, pad, token_ids, torch_arrays
+from dupfinder.model.fast import pad_ids
+from dupfinder.verdict.verifier import Cascade, Verifier, token_ids, torch_arrays
 
 torch = pytest.importorskip("torch")
 
@@ -38,7 +39,7 @@ def test_numpy_inference_matches_the_training_network_and_is_symmetric(random_ve
     a = [verifier.ids(x) for x, _ in PAIRS]
     b = [verifier.ids(y) for _, y in PAIRS]
     with torch.no_grad():
-        want = net(torch.from_numpy(pad(a)), torch.from_numpy(pad(b))).numpy()
+        want = net(torch.from_numpy(pad_ids(a)[0]), torch.from_numpy(pad_ids(b)[0])).numpy()
     got = verifier.logits(a, b, chunk=2)
     assert np.allclose(got, want, atol=1e-5)
     assert np.allclose(verifier.logits(b, a), got, atol=1e-5)

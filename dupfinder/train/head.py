@@ -150,6 +150,7 @@ def train_head(vectors: np.ndarray, train: PairSet, val: PairSet, config: HeadCo
     import torch
 
     from dupfinder.evaluation.metrics import roc_auc
+    from dupfinder.train.loop import Schedule
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -174,8 +175,7 @@ def train_head(vectors: np.ndarray, train: PairSet, val: PairSet, config: HeadCo
     )
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * ((len(train.label) + config.batch_size - 1) // config.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: config.lr_floor + (1 - config.lr_floor) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / steps))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule(steps, 0, config.lr_floor))  # cosine decay, no warm-up
     m_t, s_t = torch.from_numpy(mean), torch.from_numpy(std)
     y_all = torch.from_numpy(train.label)
     history = []

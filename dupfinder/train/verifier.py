@@ -20,7 +20,8 @@ from dupfinder.model.encoder import load_model
 from dupfinder.model.files import load_numpy_weights, read_json, sha256_hex
 from dupfinder.train.head import encoder_split, made_up_word
 from dupfinder.text import tokenize
-from dupfinder.verdict.verifier import VERIFIER_FILE, pad, stored, token_ids, torch_arrays, verifier_bytes
+from dupfinder.model.fast import pad_ids
+from dupfinder.verdict.verifier import VERIFIER_FILE, stored, token_ids, torch_arrays, verifier_bytes
 
 
 @dataclass
@@ -182,6 +183,7 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
     import torch
 
     from dupfinder.evaluation.metrics import roc_auc
+    from dupfinder.train.loop import Schedule
 
     config = config or VerifierConfig()
     t0 = time.time()
@@ -220,14 +222,14 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     lengths = np.array([max(len(a), len(b)) for a, b in zip(A, B)])
     steps = config.epochs * ((len(y) + config.batch_size - 1) // config.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(1.0, s / steps))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule(steps, 0, 0.05))  # cosine decay to 5%, no warm-up
     yt = torch.from_numpy(y)
     history = []
     for epoch in range(1, config.epochs + 1):
         t = time.time()
         total = 0.0
         for idx in length_batches(lengths, config.batch_size, rng):
-            a, b = torch.from_numpy(pad([A[i] for i in idx])), torch.from_numpy(pad([B[i] for i in idx]))
+            a, b = torch.from_numpy(pad_ids([A[i] for i in idx])[0]), torch.from_numpy(pad_ids([B[i] for i in idx])[0])
             if rng.random() < 0.5:  # the network is symmetric; both orders anyway
                 a, b = b, a
             loss = torch.nn.functional.binary_cross_entropy_with_logits(net(a, b), yt[idx])
@@ -238,7 +240,7 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
             total += float(loss.detach()) * len(idx)
         net.eval()
         with torch.no_grad():
-            val_p = np.concatenate([net(torch.from_numpy(pad(val_A[s : s + 1024])), torch.from_numpy(pad(val_B[s : s + 1024]))).numpy()
+            val_p = np.concatenate([net(torch.from_numpy(pad_ids(val_A[s : s + 1024])[0]), torch.from_numpy(pad_ids(val_B[s : s + 1024])[0])).numpy()
                                     for s in range(0, n_val, 1024)])
         net.train()
         auc = roc_auc(val_p, cal.label[:n_val])

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from dupfinder.errors import ModelError
+from dupfinder.model.fast import pad_ids
 from dupfinder.text import UNK_ID, tokenize
 
 VERIFIER_FILE = "verifier.npz"
@@ -36,13 +37,6 @@ def token_ids(text: str, vocab, text_config, n_hash: int) -> np.ndarray:
         i = vocab.stoi.get(t, UNK_ID)
         out.append(i if i > UNK_ID else len(vocab) + zlib.crc32(t.encode()) % n_hash)
     return np.asarray(out, np.int64)
-
-
-def pad(seqs: Sequence[np.ndarray]) -> np.ndarray:
-    out = np.zeros((len(seqs), max(len(s) for s in seqs)), np.int64)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out
 
 
 def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -129,7 +123,7 @@ class Verifier:
         order = np.argsort([max(len(x), len(y)) for x, y in zip(a, b)], kind="stable")  # little padding
         for s in range(0, len(order), chunk):
             idx = order[s : s + chunk]
-            out[idx] = self._logits(pad([a[i] for i in idx]), pad([b[i] for i in idx]))
+            out[idx] = self._logits(pad_ids([a[i] for i in idx])[0], pad_ids([b[i] for i in idx])[0])
         return out
 
     def _logits(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
