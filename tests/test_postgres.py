@@ -35,7 +35,8 @@ from dupfinder.cli import cli  # noqa: E402
 from dupfinder.errors import IndexStoreError, InputError  # noqa: E402
 from dupfinder.store import open_store  # noqa: E402
 from dupfinder.store.base import Question  # noqa: E402
-from dupfinder.store.postgres import PostgresStore, parse_location  # noqa: E402
+from dupfinder.store.postgres import HnswSettings, PostgresStore, parse_location  # noqa: E402
+from dupfinder.store.pg_wire import graph_precision  # noqa: E402
 
 TABLES = itertools.count()
 
@@ -107,11 +108,13 @@ def test_schema_catalog_and_migrations(pg):
     assert pg.psql("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'schema_check'::regclass "
                    "AND attname = 'embedding'", db="dupfinder") == f"vector({DIM})"
     indexes = pg.psql("SELECT indexdef FROM pg_indexes WHERE tablename = 'schema_check' ORDER BY indexname", db="dupfinder")
-    assert "USING hnsw (embedding vector_ip_ops) WITH (m='16', ef_construction='64')" in indexes
+    precision = graph_precision("auto", pg.psql("SELECT extversion FROM pg_extension WHERE extname = 'vector'", db="dupfinder"))
+    key = f"((embedding)::halfvec({DIM})) halfvec_ip_ops" if precision == "halfvec" else "embedding vector_ip_ops"
+    assert f"USING hnsw ({key}) WITH (m='16', ef_construction='64')" in indexes
     assert "UNIQUE INDEX schema_check_user_id_key" in indexes and "(text_hash)" in indexes
     row = json.loads(pg.psql("SELECT row_to_json(c) FROM dupfinder_indexes c WHERE name = 'schema_check'", db="dupfinder"))
     assert (row["schema_version"], row["kind"], row["metric"], row["dimension"], row["model"]) == (2, "hnsw", "inner_product", DIM, MODEL)
-    assert row["hnsw"] == {"m": 16, "ef_construction": 64, "ef_search": 200} and row["versions"]["pgvector"]
+    assert row["hnsw"] == {"m": 16, "ef_construction": 64, "ef_search": 200, "precision": precision} and row["versions"]["pgvector"]
     assert pg.psql("SELECT string_agg(version || ' ' || name, ', ' ORDER BY version) FROM dupfinder_migrations "
                    "WHERE index_name = 'schema_check'", db="dupfinder") == "1 m001_questions_table, 2 m002_hnsw_index"
     store.close()
@@ -161,6 +164,45 @@ def test_large_first_batch_builds_the_graph_after_copying(pg, monkeypatch):
     _, ids = store.search(queries, 1)
     assert [store.get([i])[i].text for i in ids[:, 0]] == [q.text for q in corpus[:20]]
     assert pg.psql(f"SELECT count(*) FROM pg_indexes WHERE tablename = '{store.table}' AND indexdef LIKE '%hnsw%'", db="dupfinder") == "1"
+    store.close()
+
+
+def test_graph_precision_follows_the_servers_pgvector():
+    assert [graph_precision("auto", v) for v in ("0.6.2", "0.7.0", "0.8.2", "1.0", None)] == ["vector", "halfvec", "halfvec", "halfvec", "vector"]
+    assert graph_precision("vector", "0.8.2") == "vector"
+    with pytest.raises(InputError, match="unknown HNSW precision 'double'"):
+        graph_precision("double", "0.8.2")
+
+
+@pytest.mark.parametrize("precision", ["auto", "vector"])
+def test_a_half_precision_graph_keeps_float32_scores_and_order(pg, precision, monkeypatch):
+    from dupfinder.store import postgres
+
+    monkeypatch.setattr(postgres, "BULK_MIN", 50)  # the graph built in one pass after the copy, as for a corpus
+    store = PostgresStore(pg.socket_uri("dupfinder", new_table()), create={"kind": "hnsw"}, hnsw=HnswSettings(precision=precision))
+    store.set_model(MODEL, DIM)
+    corpus = random_corpus(300, seed=5)
+    add(store, corpus)
+    add(store, [Question("late", "added to the graph row by row")])
+    ids, vectors = store.vectors()
+    queries = ENC.encode([q.text for q in corpus[:40]] + ["added to the graph row by row"])
+    scores, found = store.search(queries, 5)
+    exact = queries @ vectors.T  # float32 inner products with every stored vector
+    for row in range(len(queries)):
+        assert found[row, 0] == ids[np.argmax(exact[row])]  # each question finds itself first
+        # the float32 scores of what was found, best first, whatever precision the graph holds
+        np.testing.assert_allclose(scores[row], exact[row][np.searchsorted(ids, found[row])], atol=1e-6)
+        assert np.all(np.diff(scores[row]) <= 0)
+    expected = graph_precision(precision, store.info()["versions"]["pgvector"])
+    assert store.info()["hnsw"]["precision"] == expected
+    from psycopg import sql
+
+    def explain(conn):
+        conn.execute("SET enable_seqscan = off")  # a table this small is otherwise scanned: is the graph usable?
+        return "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + store._search_sql(), (queries[0], queries[0], 5)
+                                                    if expected == "halfvec" else (queries[0], 5)).fetchall())
+
+    assert f"Index Scan using {store.table}_embedding_hnsw" in store._read(explain, "explaining")
     store.close()
 
 

@@ -100,14 +100,28 @@ def m001_questions_table(cur, names: Names, meta: dict) -> None:
 @_register(INDEX_MIGRATIONS)
 def m002_hnsw_index(cur, names: Names, meta: dict) -> None:
     if meta["kind"] == "hnsw":
-        create_hnsw(cur, names, meta["hnsw"])
+        create_hnsw(cur, names, meta["hnsw"], meta["dimension"])
 
 
-def create_hnsw(cur, names: Names, hnsw: dict) -> None:
-    """The HNSW graph on inner product (`<#>`, pgvector's negative inner product)."""
-    cur.execute(sql.SQL("CREATE INDEX {name} ON {table} USING hnsw (embedding vector_ip_ops) "
-                        "WITH (m = {m}, ef_construction = {efc})").format(
-        name=names.hnsw, table=names.ident, m=sql.Literal(int(hnsw["m"])), efc=sql.Literal(int(hnsw["ef_construction"]))))
+def create_hnsw(cur, names: Names, hnsw: dict, dimension: int) -> None:
+    """The HNSW graph on inner product (`<#>`, pgvector's negative inner product), of the float32
+    vectors or, with precision "halfvec", of their half-precision casts (`graph_key`)."""
+    cur.execute(sql.SQL("CREATE INDEX {name} ON {table} USING hnsw ({key} {ops}) WITH (m = {m}, ef_construction = {efc})").format(
+        name=names.hnsw, table=names.ident, key=graph_key(hnsw, dimension),
+        ops=sql.SQL("halfvec_ip_ops" if half(hnsw) else "vector_ip_ops"),
+        m=sql.Literal(int(hnsw["m"])), efc=sql.Literal(int(hnsw["ef_construction"]))))
+
+
+def half(hnsw: dict | None) -> bool:
+    """Whether the graph holds half-precision vectors (indexes created before the setting: float32)."""
+    return bool(hnsw) and hnsw.get("precision", "vector") == "halfvec"
+
+
+def graph_key(hnsw: dict | None, dimension: int) -> sql.Composable:
+    """The expression the graph is built on, which a query must order by to use it."""
+    if half(hnsw):
+        return sql.SQL("(embedding::halfvec({d}))").format(d=sql.Literal(int(dimension)))
+    return sql.SQL("embedding")
 
 
 LATEST = len(INDEX_MIGRATIONS)

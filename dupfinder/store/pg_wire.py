@@ -33,6 +33,23 @@ class HnswSettings:
     # it); pgvector returns at most ef_search rows, so a larger k raises it for that query. On 517,609
     # Quora questions (benchmarks/bench_scale.py): recall@10 of exact 0.968 at 100, 0.981 at 200
     ef_search: int = 200
+    # the values the graph holds: "halfvec" (pgvector 0.7 and later: an index on embedding::halfvec, half
+    # the memory, built faster, the same recall; the table keeps float32 vectors and scores are exact)
+    # or "vector" (float32, every pgvector); "auto": halfvec where the server has it
+    precision: str = "auto"
+
+
+HALFVEC_SINCE = (0, 7, 0)  # the first pgvector with halfvec
+
+
+def graph_precision(wanted: str, pgvector_version: str | None) -> str:
+    """The precision a new HNSW graph gets on a server with this pgvector ("auto", "0.8.2" -> "halfvec")."""
+    if wanted not in ("auto", "halfvec", "vector"):
+        raise InputError(f"unknown HNSW precision {wanted!r}; use auto, halfvec or vector")
+    if wanted != "auto":
+        return wanted
+    numbers = tuple(int(n) for n in re.findall(r"\d+", pgvector_version or "")[:3])
+    return "halfvec" if numbers >= HALFVEC_SINCE else "vector"
 
 
 def load_psycopg():

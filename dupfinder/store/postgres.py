@@ -17,7 +17,7 @@ import numpy as np
 from dupfinder.errors import IndexStoreError, InputError
 from dupfinder.store.base import METRIC, AddReport, Question, Record, RemoveReport, StoreHandle, plan_add, resolve_ids, text_hash
 from dupfinder.store.pg_wire import (  # noqa: F401 (HnswSettings, parse_location, BULK_MIN: part of this module's API)
-    BULK_MIN, CATALOG_LOCK, HnswSettings, KINDS, LOCK_SPACE, array, iso, load_psycopg, megabytes, parse_location,
+    BULK_MIN, CATALOG_LOCK, HnswSettings, KINDS, LOCK_SPACE, array, graph_precision, iso, load_psycopg, megabytes, parse_location,
 )
 from dupfinder.store.pg_session import Connections
 from dupfinder.store.pg_migrations import CATALOG
@@ -132,14 +132,19 @@ class PostgresStore(Connections, StoreHandle):
         if cur.execute("SELECT to_regclass(%s) IS NOT NULL", (self.table,)).fetchone()[0]:
             raise IndexStoreError(f"table {self.table} in {self.location} is not a dupfinder index; choose another table with ?table=NAME")
         kind = self.kind
+        versions = self._versions(cur)
+        hnsw = None
+        if kind == "hnsw":
+            hnsw = asdict(self._hnsw)
+            hnsw["precision"] = graph_precision(self._hnsw.precision, versions["pgvector"])
         meta = {"name": self.table, "schema_version": 0, "kind": kind, "metric": METRIC, "dimension": int(self.dim),
-                "model": self.model, "hnsw": asdict(self._hnsw) if kind == "hnsw" else None}
+                "model": self.model, "hnsw": hnsw}
         from psycopg.types.json import Jsonb
 
         cur.execute(f"INSERT INTO {pm.CATALOG} (name, schema_version, kind, metric, dimension, model, hnsw, versions) "
                     f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (self.table, 0, kind, METRIC, meta["dimension"], Jsonb(meta["model"]),
-                     Jsonb(meta["hnsw"]) if meta["hnsw"] else None, Jsonb(self._versions(cur))))
+                     Jsonb(meta["hnsw"]) if meta["hnsw"] else None, Jsonb(versions)))
         pm.migrate(cur, self.names, meta)
         return self._meta(cur)
 
@@ -256,7 +261,7 @@ class PostgresStore(Connections, StoreHandle):
     def _insert(self, cur, meta: dict, fresh: list, vectors: np.ndarray, bulk: bool) -> None:
         """COPY the new rows in (binary). `bulk`: drop the HNSW graph first and build it again after,
         in one pass: much faster than growing it row by row, but readers wait for the commit."""
-        from dupfinder.store.pg_migrations import create_hnsw
+        from dupfinder.store.pg_migrations import create_hnsw, half
 
         started = time.perf_counter()
         if bulk:
@@ -271,12 +276,13 @@ class PostgresStore(Connections, StoreHandle):
         if bulk:
             n = cur.execute(self._sql("SELECT count(*) FROM {t}")).fetchone()[0]
             # the graph is built in memory when it fits: vectors plus about m * 2 neighbour slots each
-            need_mb = int(n * (4 * int(meta["dimension"]) + 16 * int(meta["hnsw"]["m"]) * 2 + 64) / 2**20 * 1.3) + 64
+            value_bytes = (2 if half(meta["hnsw"]) else 4) * int(meta["dimension"])
+            need_mb = int(n * (value_bytes + 16 * int(meta["hnsw"]["m"]) * 2 + 64) / 2**20 * 1.3) + 64
             have_mb = megabytes(cur.execute("SHOW maintenance_work_mem").fetchone()[0])
             if need_mb > have_mb:
                 cur.execute("SELECT set_config('maintenance_work_mem', %s, true)", (f"{min(need_mb, 8192)}MB",))
             copied = time.perf_counter()
-            create_hnsw(cur, self.names, meta["hnsw"])
+            create_hnsw(cur, self.names, meta["hnsw"], meta["dimension"])
             self.last_add = {"rows": len(fresh), "bulk": True, "copy_s": round(copied - started, 2),
                              "hnsw_build_s": round(time.perf_counter() - copied, 2)}
         else:
@@ -316,16 +322,17 @@ class PostgresStore(Connections, StoreHandle):
         if self.meta is None or not len(vectors):
             return scores, ids
         ef = max(self.ef_search, k) if self.kind == "hnsw" else None
+        graph_half = self.kind == "hnsw" and self._graph_half()
 
         def run(conn):
             if ef is not None and self._applied_ef.get(conn) != ef:
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef),))
                 self._applied_ef[conn] = ef
             cur = conn.cursor()
-            query = self._sql("SELECT id, embedding <#> %s AS d FROM {t} ORDER BY d LIMIT %s")
+            query, params = self._search_sql(), (lambda v: (v, v, k)) if graph_half else (lambda v: (v, k))
             if len(vectors) == 1:
-                return [cur.execute(query, (vectors[0], k), binary=True).fetchall()]
-            cur.executemany(query, [(v, k) for v in vectors], returning=True)
+                return [cur.execute(query, params(vectors[0]), binary=True).fetchall()]
+            cur.executemany(query, [params(v) for v in vectors], returning=True)
             out = []
             while True:
                 out.append(cur.fetchall())
@@ -333,9 +340,27 @@ class PostgresStore(Connections, StoreHandle):
                     return out
 
         for row, hits in enumerate(self._read(run, "searching")):
-            for j, (i, d) in enumerate(hits):
+            # a half-precision graph orders by the rounded vectors; the scores are the float32 ones
+            for j, (i, d) in enumerate(sorted(hits, key=lambda h: h[1]) if graph_half else hits):
                 ids[row, j], scores[row, j] = i, -d
         return scores, ids
+
+    def _graph_half(self) -> bool:
+        from dupfinder.store.pg_migrations import half
+
+        return half((self.meta or {}).get("hnsw"))
+
+    def _search_sql(self):
+        """Top-k by the graph's order: `embedding <#> q` itself, or its half-precision cast, which is
+        what a halfvec graph is built on (the scores stay the float32 inner products)."""
+        from psycopg import sql
+
+        from dupfinder.store.pg_migrations import graph_key
+
+        if self.kind == "hnsw" and self._graph_half():
+            return sql.SQL("SELECT id, embedding <#> %s AS d FROM {t} ORDER BY {key} <#> %s::halfvec({dim}) LIMIT %s").format(
+                t=self.names.ident, key=graph_key(self.meta["hnsw"], self.dim), dim=sql.Literal(self.dim))
+        return self._sql("SELECT id, embedding <#> %s AS d FROM {t} ORDER BY d LIMIT %s")
 
     def get(self, ids: Iterable[int]) -> dict[int, Record]:
         wanted = sorted({int(i) for i in ids if int(i) >= 0})
