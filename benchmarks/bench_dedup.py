@@ -1,5 +1,5 @@
-"""Batch dedup: cluster quality against gold duplicate clusters, with and without the anti-chaining
-guard, and end-to-end time and peak memory of `dupfinder dedup` on N questions.
+"""Batch dedup: cluster quality against gold duplicate clusters under each linkage (single, the
+guard, complete), and end-to-end time and peak memory of `dupfinder dedup` on N questions.
 
 Quality: the questions of dev.csv, and a sample of the training file drawn by whole gold clusters;
 gold clusters are the connected components of the labeled duplicate pairs (qids). Pairwise
@@ -63,7 +63,7 @@ def labeled_metrics(pred_of: dict, qid1: np.ndarray, qid2: np.ndarray, label: np
 
 def quality(name: str, encoder, qids: list[int], texts: list[str], gold_of: dict, labeled, taus: list[float], k: int,
             exact_below: int) -> dict:
-    """Encode once, search once at the lowest tau, then cluster with and without the guard at each tau."""
+    """Encode once, search once at the lowest tau, then cluster by each linkage at each tau."""
     from dupfinder.dedup import DedupConfig, dedup_encoded, edges_from_knn, encode_distinct, knn_partitioned
     from dupfinder.knn import exact_search
 
@@ -90,26 +90,26 @@ def quality(name: str, encoder, qids: list[int], texts: list[str], gold_of: dict
     if "partitioned_edge_recall" in out:
         print("   partitioned search finds " + ", ".join(f"{r:.4f} at tau {t}" for t, r in out["partitioned_edge_recall"].items())
               + f" of the exact top-{k} edges (2,000 sampled questions)")
-    print(f"{'tau':>6} {'guard':>5} | {'pair P':>7} {'pair R':>7} {'pair F1':>7} | {'lab P':>6} {'lab R':>6} {'lab F1':>6} |"
+    print(f"{'tau':>6} {'linkage':>8} | {'pair P':>7} {'pair R':>7} {'pair F1':>7} | {'lab P':>6} {'lab R':>6} {'lab F1':>6} |"
           f" {'clusters':>8} {'largest':>7} {'<tau':>6} {'refused':>7} {'s':>5}")
     for tau in taus:
         keep = edges[2] >= tau
         sub = tuple(e[keep] for e in edges)
-        for guard in (False, True):
+        for linkage in ("single", "guard", "complete"):
             t0 = time.perf_counter()
-            res = dedup_encoded(enc, DedupConfig(threshold=tau, guard=guard, k=k, exact_below=exact_below), edges=sub)
+            res = dedup_encoded(enc, DedupConfig(threshold=tau, linkage=linkage, k=k, exact_below=exact_below), edges=sub)
             seconds = time.perf_counter() - t0
             pred = res.cluster
             pm = pairwise_metrics(pred, gold)
             lm = labeled_metrics(dict(zip(qids, pred.tolist())), *labeled)
             sizes = np.bincount(pred)
             below = float((res.score < tau - 1e-5).mean())  # members farther than tau from their canonical
-            run = {"threshold": tau, "guard": guard, "pairwise": pm, "labeled": lm, "clusters": int(len(sizes)),
+            run = {"threshold": tau, "linkage": linkage, "pairwise": pm, "labeled": lm, "clusters": int(len(sizes)),
                    "clusters_with_duplicates": int((sizes > 1).sum()), "largest_cluster": int(sizes.max()),
                    "share_below_tau_with_canonical": below,
-                   "merges_refused": res.stats["merges_refused_by_guard"], "seconds_cluster": round(seconds, 2)}
+                   "merges_refused": res.stats["merges_refused"], "seconds_cluster": round(seconds, 2)}
             out["runs"].append(run)
-            print(f"{tau:>6.3f} {'on' if guard else 'off':>5} | {pm['precision']:>7.4f} {pm['recall']:>7.4f} {pm['f1']:>7.4f} |"
+            print(f"{tau:>6.3f} {linkage:>8} | {pm['precision']:>7.4f} {pm['recall']:>7.4f} {pm['f1']:>7.4f} |"
                   f" {lm['precision']:>6.4f} {lm['recall']:>6.4f} {lm['f1']:>6.4f} | {run['clusters']:>8,} "
                   f"{run['largest_cluster']:>7,} {below:>6.3f} {run['merges_refused']:>7,} {seconds:>5.1f}")
     return out

@@ -76,7 +76,7 @@ def dedup_block(engines: dict, dev) -> dict:
     texts = [dev.questions[q] for q in qids]
     gold = np.array([gold_of[q] for q in qids])
     out = {}
-    print(f"\n## dedup of dev's {len(texts):,} questions against gold clusters (guard on, k 16)")
+    print(f"\n## dedup of dev's {len(texts):,} questions against gold clusters (complete linkage, k 16)")
     for name, engine in engines.items():
         t0 = time.perf_counter()
         res, _ = engine.dedup(texts, np.ones(len(texts), bool))

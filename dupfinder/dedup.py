@@ -1,18 +1,20 @@
-"""Batch dedup: encode once, memory-bounded self-kNN in FAISS, union-find over edges at or above tau
-with a guard against chaining, and the output table (every input row, in input order, with its cluster).
+"""Batch dedup: encode once, memory-bounded self-kNN in FAISS, then clusters over the edges the
+verdict accepts, and the output table (every input row, in input order, with its cluster).
 
 Vectors are unit norm, so inner product is cosine everywhere here. The k nearest neighbours of every
 question are found exactly (flat index, block by block) up to 50,000 distinct questions, and above
 that by a partitioned search: spherical k-means lists, each question compared with the questions of
 its nprobe nearest lists, one matrix product per list.
 
-The anti-chaining rule (on by default; `guard=False` gives plain union-find):
-  Edges (question pairs whose cosine is at least tau and where one is among the other's k nearest
-  neighbours) are merged strongest first. Every cluster has a canonical question; when two clusters
-  meet, the one with more rows keeps its canonical (ties: the canonical that comes first in the
-  input), and the merge happens only if every member of the other cluster reaches tau with that
-  canonical. So every member of every cluster has cosine >= tau with its canonical, and a chain
-  A ~ B ~ C cannot put A and C together unless both are close enough to the same canonical.
+Edges (question pairs where one is among the other's k nearest neighbours and the verdict calls
+them duplicates) are merged strongest first. Every cluster has a canonical question; when two
+clusters meet, the one with more rows keeps its canonical (ties: the canonical that comes first in
+the input). The linkage decides whether they meet:
+  complete (default)  every question of one is a duplicate of every question of the other, so
+                      each cluster's questions are pairwise duplicates (`dedup_linkage.py`)
+  guard               every member of the joining cluster is a duplicate of the other's canonical:
+                      a star, which lets two members on either side of the canonical differ
+  single              plain union-find, which chains A ~ B ~ C into one cluster
 Rows whose normalized text is identical form one group before any of this (they encode to the same
 vector), so the canonical of a cluster tends to be its most repeated question.
 """
@@ -26,12 +28,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dupfinder.knn import UnionFind, exact_search
+from dupfinder.dedup_linkage import (  # noqa: F401 (re-exported)
+    CHECK_TOLERANCE,
+    LINKAGES,
+    Clusters,
+    cluster,
+    cluster_edges,
+)
+from dupfinder.knn import exact_search
 from dupfinder.text import TextConfig, normalize
-
-# FAISS and numpy sum float32 products in different orders; an edge found at exactly tau must not
-# then fail the guard's re-check by one ulp
-CHECK_TOLERANCE = 1e-5
 
 ProgressFactory = Callable[[int, str], object]  # (total, label) -> object with update(n) and close()
 
@@ -39,23 +44,13 @@ ProgressFactory = Callable[[int, str], object]  # (total, label) -> object with 
 @dataclass
 class DedupConfig:
     threshold: float  # cosine at or above which two questions are duplicates (the CLI passes the model's tau)
-    guard: bool = True  # a member must reach tau with its cluster's canonical; False: plain union-find, which chains
+    linkage: str = "complete"  # complete: pairwise duplicates; guard: duplicates of the canonical; single: chains
     k: int = 16  # neighbours searched per question: bounds the edges (and their memory) to n * k
     block_size: int = 8192  # questions per FAISS search call: bounds the result buffers to block_size * (k + 1)
     exact_below: int = 50_000  # exact (flat) search up to this many distinct questions, IVF above
     nlist: int | None = None  # lists of the partitioned search; None: sqrt(n * nprobe)
     nprobe: int = 8  # lists each question is compared with: recall of the near neighbours against speed
     seed: int = 0  # draws the k-means sample
-
-
-@dataclass
-class Clusters:
-    """Clusters of n distinct vectors: each one's canonical (an index into the vectors) and its cosine with it."""
-
-    canonical: np.ndarray  # (n,) int64
-    score: np.ndarray  # (n,) float32
-    edges: int  # candidate edges at or above tau
-    merges_refused: int  # merges the guard refused (0 without it)
 
 
 @dataclass
@@ -183,79 +178,6 @@ def edges_from_knn(scores: np.ndarray, ids: np.ndarray, min_score: float) -> tup
     return lo[first], hi[first], s[first]
 
 
-def cluster_edges(
-    x: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    s: np.ndarray,
-    tau: float,
-    guard: bool = True,
-    weight: np.ndarray | None = None,
-    first_row: np.ndarray | None = None,
-    judge: Callable[[np.ndarray, int], np.ndarray] | None = None,
-) -> Clusters:
-    """Union-find over the edges at or above tau, strongest first, with the anti-chaining guard.
-
-    `weight` is the number of input rows behind each vector (the larger cluster by rows keeps its
-    canonical) and `first_row` the input row of each vector (ties go to the earlier canonical);
-    both default to one row each, in vector order. `judge(members, canonical)` scores members
-    against a canonical on the scale of `s` and tau (default: their cosines; a verdict head's
-    probabilities when the edges carry them).
-    """
-    n = len(x)
-    keep = s >= tau
-    a, b, s = a[keep], b[keep], s[keep]
-    order = np.lexsort((b, a, -s))  # strongest first; ties in a fixed order
-    sets = UnionFind(n)
-    parent, find = sets.parent, sets.find
-    canon = list(range(n))  # canonical of each root
-    size = (np.ones(n, np.int64) if weight is None else np.asarray(weight)).tolist()
-    first = (np.arange(n) if first_row is None else np.asarray(first_row)).tolist()
-    members: dict[int, list[int]] = {}  # root -> its vectors, for roots of more than one vector
-    floor = tau - CHECK_TOLERANCE
-    refused = 0
-    # clusters only grow, so a root with the same size is the same cluster: a refused merge of two
-    # clusters that have not changed since is refused again without recomputing it
-    refused_before: set[tuple[int, int, int, int]] = set()
-
-    for start in range(0, len(order), 1 << 16):  # in chunks: a Python list of every edge is large
-        chunk = order[start : start + (1 << 16)]
-        for i, j in zip(a[chunk].tolist(), b[chunk].tolist()):
-            ri, rj = find(i), find(j)
-            if ri == rj:
-                continue
-            # ri keeps its canonical, rj joins it
-            if (size[rj], -first[canon[rj]]) > (size[ri], -first[canon[ri]]):
-                ri, rj = rj, ri
-            joining = members.get(rj)
-            if guard:
-                key = (ri, rj, size[ri], size[rj])
-                if key in refused_before:
-                    refused += 1
-                    continue
-                members_j = np.array([rj] if joining is None else joining)
-                if judge is None:
-                    ok = bool((x[members_j] @ x[canon[ri]] >= floor).all())  # (m,)
-                else:
-                    ok = bool((judge(members_j, canon[ri]) >= floor).all())
-                if not ok:
-                    refused += 1
-                    refused_before.add(key)
-                    continue
-            parent[rj] = ri
-            size[ri] += size[rj]
-            members.setdefault(ri, [ri]).extend(joining if joining is not None else [rj])
-            members.pop(rj, None)
-
-    canonical = np.fromiter((canon[find(i)] for i in range(n)), dtype=np.int64, count=n)
-    score = np.empty(n, dtype=np.float32)
-    for start in range(0, n, 65536):  # chunked: the gathered canonicals are an (n, d) copy otherwise
-        sl = slice(start, start + 65536)
-        score[sl] = np.einsum("ij,ij->i", x[sl], x[canonical[sl]])
-    score[canonical == np.arange(n)] = 1.0
-    return Clusters(canonical, score, int(len(a)), refused)
-
-
 def cluster_vectors(
     x: np.ndarray,
     config: DedupConfig,
@@ -263,10 +185,10 @@ def cluster_vectors(
     first_row: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Clusters:
-    """Self-kNN then guarded union-find: the whole method on unit vectors x (n, d) float32."""
+    """Self-kNN then clusters by the config's linkage: the whole method on unit vectors x (n, d) float32."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     a, b, s = neighbour_edges(x, config.threshold, config, progress)
-    return cluster_edges(x, a, b, s, config.threshold, config.guard, weight, first_row)
+    return cluster(x, a, b, s, config.threshold, config.linkage, weight, first_row)
 
 
 def match_labels(store, ids: np.ndarray) -> dict[int, str]:
@@ -332,8 +254,9 @@ def dedup_encoded(
     than this one may be passed to reuse one search for several settings (benchmarks).
 
     With a `verdict` that has a pair head, candidate edges are the neighbours at or above the
-    head's cosine floor, the head scores each, and the guard asks the head too; config.threshold
-    is then the head's threshold."""
+    head's cosine floor, the head scores each, and the linkage asks the head about the other pairs
+    it checks (complete: every cross pair at or above the floor; guard: each member with the
+    canonical); config.threshold is then the head's threshold."""
     timings = dict(enc.seconds)
     t0 = time.perf_counter()
     head = getattr(verdict, "head", None)
@@ -344,7 +267,7 @@ def dedup_encoded(
         if bar:
             bar.close()
         timings["search"] = time.perf_counter() - t0
-    judge = None
+    scorer = None
     if head is not None:
         t0 = time.perf_counter()
         a, b, s = edges
@@ -367,18 +290,12 @@ def dedup_encoded(
             p[start : start + len(ca)] = head.score(enc.x[ca], enc.x[cb], questions(ca.tolist()), questions(cb.tolist()))
         edges = (a, b, p)
 
-        def judge(members: np.ndarray, canonical: int) -> np.ndarray:
-            # below the head's cosine floor a pair is no candidate, as for the edges: one such member
-            # refuses the merge without asking the head (the guard's calls were most of dedup's time)
-            near = enc.x[members] @ enc.x[canonical] >= floor  # (m,)
-            if not near.all():
-                return np.zeros(len(members), np.float32)
-            return head.score(enc.x[members], enc.x[[canonical] * len(members)], questions(members.tolist()),
-                              questions([canonical] * len(members)))
+        def scorer(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+            return head.score(enc.x[u], enc.x[v], questions(u.tolist()), questions(v.tolist()))
 
         timings["verdict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    clusters = cluster_edges(enc.x, *edges, config.threshold, config.guard, enc.weight, enc.first_row, judge)
+    clusters = cluster(enc.x, *edges, config.threshold, config.linkage, enc.weight, enc.first_row, scorer, floor)
     del edges
     timings["cluster"] = time.perf_counter() - t0
 
@@ -397,7 +314,8 @@ def dedup_encoded(
     result.stats = {
         "distinct_texts": len(enc.first_row),
         "edges": clusters.edges,
-        "merges_refused_by_guard": clusters.merges_refused,
+        "linkage": config.linkage,
+        "merges_refused": clusters.merges_refused,
         "search": _describe_search(len(enc.first_row), config),
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -318,14 +318,15 @@ class Engine:
 
     # ------------------------------------------------------------ batches
 
-    def dedup(self, texts: Sequence[str], ok: np.ndarray, k: int = 16, guard: bool = True, against: bool = False,
+    def dedup(self, texts: Sequence[str], ok: np.ndarray, k: int = 16, linkage: str = "complete", against: bool = False,
               progress: ProgressFactory | None = None) -> tuple["DedupResult", dict[int, str] | None]:
-        """Clusters of duplicates within `texts` (rows where `ok`), and with `against` each row's
-        duplicate in the store: the result and the ids to show for the store's matches."""
+        """Clusters of duplicates within `texts` (rows where `ok`; `linkage` as in `dedup.LINKAGES`),
+        and with `against` each row's duplicate in the store: the result and the ids to show for
+        the store's matches."""
         from dupfinder.dedup import DedupConfig, dedup, match_labels
 
         store = self._need_store() if against else None
-        config = DedupConfig(threshold=self.threshold, guard=guard, k=k)
+        config = DedupConfig(threshold=self.threshold, linkage=linkage, k=k)
         judge = None if self.verdict.head is None else self.verdict
         result = dedup(self.encoder, texts, ok, config, against=store, progress_factory=progress, verdict=judge)
         labels = match_labels(store, result.match) if store is not None else None

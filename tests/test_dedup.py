@@ -1,5 +1,5 @@
-"""Batch dedup: FAISS self-kNN + union-find against an all-pairs reference, the anti-chaining guard,
-output rows (input order, each row once) and every CLI error with its exit code and message."""
+"""Batch dedup: FAISS self-kNN + clustering (complete linkage, the guard, single) against an all-pairs
+reference, complete linkage with a verdict scorer, output rows (input order, each row once) and every CLI error with its exit code and message."""
 
 import csv
 import gzip
@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from dupfinder.cli import cli
 from dupfinder.dedup import (
     DedupConfig,
+    cluster,
     cluster_vectors,
     dedup,
     group_identical,
@@ -49,10 +50,11 @@ def planted(n=240, d=16, n_centers=40, noise=0.45, seed=0) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # (n, d)
 
 
-def reference_clusters(x: np.ndarray, tau: float, guard: bool) -> np.ndarray:
-    """The rule done the slow, obvious way: all pairs, strongest first, clusters as Python sets."""
+def reference_clusters(x: np.ndarray, tau: float, linkage: str, scores: np.ndarray | None = None) -> np.ndarray:
+    """The rule done the slow, obvious way: all pairs, strongest first, clusters as Python sets.
+    `scores` (n, n) is the verdict on every pair (default: the cosine)."""
     n = len(x)
-    sims = x @ x.T  # (n, n)
+    sims = x @ x.T if scores is None else scores  # (n, n)
     a, b = np.triu_indices(n, 1)
     keep = sims[a, b] >= tau
     a, b, s = a[keep], b[keep], sims[a, b][keep]
@@ -66,7 +68,9 @@ def reference_clusters(x: np.ndarray, tau: float, guard: bool) -> np.ndarray:
         # the larger keeps its canonical; ties: the earlier canonical
         if (len(members[cj]), -canonical[cj]) > (len(members[ci]), -canonical[ci]):
             ci, cj = cj, ci
-        if guard and any(x[m] @ x[canonical[ci]] < tau - 1e-5 for m in members[cj]):
+        if linkage == "guard" and any(sims[m, canonical[ci]] < tau - 1e-5 for m in members[cj]):
+            continue
+        if linkage == "complete" and any(sims[m, o] < tau - 1e-5 for m in members[cj] for o in members[ci]):
             continue
         for m in members.pop(cj):
             cluster_of[m] = ci
@@ -81,12 +85,12 @@ def partition(labels: np.ndarray) -> set[frozenset]:
     return {frozenset(g) for g in groups.values()}
 
 
-@pytest.mark.parametrize("guard", [True, False])
+@pytest.mark.parametrize("linkage", ["complete", "guard", "single"])
 @pytest.mark.parametrize("block_size", [1, 7, 100, 1000])
-def test_matches_all_pairs_reference(guard, block_size):
+def test_matches_all_pairs_reference(linkage, block_size):
     x, tau = planted(), 0.75
-    got = cluster_vectors(x, DedupConfig(threshold=tau, guard=guard, k=len(x), block_size=block_size))
-    np.testing.assert_array_equal(got.canonical, reference_clusters(x, tau, guard))
+    got = cluster_vectors(x, DedupConfig(threshold=tau, linkage=linkage, k=len(x), block_size=block_size))
+    np.testing.assert_array_equal(got.canonical, reference_clusters(x, tau, linkage))
     assert len(partition(got.canonical)) < len(x) - 20  # the data has real clusters
 
 
@@ -100,14 +104,14 @@ def test_plain_union_find_is_connected_components():
             while frontier:
                 reached = np.flatnonzero(adjacent[frontier].any(0) & (labels < 0))
                 labels[reached], frontier = start, reached.tolist()
-    got = cluster_vectors(x, DedupConfig(threshold=tau, guard=False, k=len(x), block_size=13))
+    got = cluster_vectors(x, DedupConfig(threshold=tau, linkage="single", k=len(x), block_size=13))
     assert partition(got.canonical) == partition(labels)
 
 
 def test_guard_keeps_members_within_tau_of_their_canonical_and_splits_chains():
     x, tau = planted(seed=2, noise=0.6), 0.7
-    plain = cluster_vectors(x, DedupConfig(threshold=tau, guard=False, k=len(x)))
-    guarded = cluster_vectors(x, DedupConfig(threshold=tau, guard=True, k=len(x)))
+    plain = cluster_vectors(x, DedupConfig(threshold=tau, linkage="single", k=len(x)))
+    guarded = cluster_vectors(x, DedupConfig(threshold=tau, linkage="guard", k=len(x)))
     own = np.einsum("ij,ij->i", x, x[guarded.canonical])
     assert (own >= tau - 1e-5).all()
     np.testing.assert_allclose(guarded.score, own, atol=1e-6)
@@ -116,6 +120,59 @@ def test_guard_keeps_members_within_tau_of_their_canonical_and_splits_chains():
     # ... and each guarded cluster lies inside one plain cluster
     plain_of = {i: c for c in partition(plain.canonical) for i in c}
     assert all(c <= plain_of[next(iter(c))] for c in partition(guarded.canonical))
+
+
+def test_complete_linkage_clusters_are_pairwise_duplicates_where_the_guard_lets_members_differ():
+    x, tau = planted(seed=2, noise=0.6), 0.7
+    guarded = cluster_vectors(x, DedupConfig(threshold=tau, linkage="guard", k=len(x)))
+    complete = cluster_vectors(x, DedupConfig(threshold=tau, linkage="complete", k=len(x)))
+    sims = x @ x.T  # (n, n)
+    for c in partition(complete.canonical):
+        c = sorted(c)
+        assert (sims[np.ix_(c, c)] >= tau - 1e-5).all()
+    assert any((sims[np.ix_(sorted(c), sorted(c))] < tau).any() for c in partition(guarded.canonical))
+    assert complete.merges_refused > 0
+    np.testing.assert_allclose(complete.score, np.einsum("ij,ij->i", x, x[complete.canonical]), atol=1e-6)
+
+
+def test_complete_linkage_asks_a_verdict_scorer_about_pairs_that_are_not_edges():
+    """A verdict that disagrees with the cosine on some pairs: clusters follow the verdict, the
+    scorer is asked only about pairs at or above the cosine floor, each pair once."""
+    x, tau, floor = planted(n=120, n_centers=10, seed=6, noise=0.5), 0.5, 0.6
+    sims = x @ x.T  # (n, n)
+    rng = np.random.default_rng(0)
+    verdict = np.triu(rng.uniform(0.2, 1.0, sims.shape), 1)
+    verdict = np.where(sims >= floor, verdict + verdict.T, 0.0)  # symmetric; no duplicates below the floor
+    asked = []
+
+    def scorer(u, v):
+        asked.extend(zip(np.minimum(u, v).tolist(), np.maximum(u, v).tolist()))
+        return verdict[u, v]
+
+    # the candidate edges: each question's 4 nearest at or above the floor, scored by the verdict
+    a, b = np.triu_indices(len(x), 1)
+    near = np.argsort(-sims, 1)[:, 1:5]
+    is_near = np.zeros(sims.shape, bool)
+    np.put_along_axis(is_near, near, True, 1)
+    keep = (sims[a, b] >= floor) & (is_near[a, b] | is_near[b, a])
+    a, b = a[keep], b[keep]
+    got = cluster(x, a, b, verdict[a, b], tau, "complete", scorer=scorer, floor=floor)
+    clusters = partition(got.canonical)
+    assert any(len(c) > 2 for c in clusters)
+    for c in clusters:
+        c = sorted(c)
+        assert (verdict[np.ix_(c, c)] + np.eye(len(c)) >= tau).all()
+    assert asked and all(sims[u, v] >= floor for u, v in asked)
+    assert len(asked) == len(set(asked)) and not set(asked) & set(zip(a.tolist(), b.tolist()))
+    # with every pair an edge, the result is the all-pairs reference over the verdict
+    a, b = np.triu_indices(len(x), 1)
+    every = cluster(x, a, b, verdict[a, b], tau, "complete", scorer=lambda u, v: verdict[u, v], floor=floor)
+    np.testing.assert_array_equal(every.canonical, reference_clusters(x, tau, "complete", verdict))
+
+
+def test_unknown_linkage_is_refused():
+    with pytest.raises(ValueError, match="linkage must be one of"):
+        cluster_vectors(planted(n=10), DedupConfig(threshold=0.5, linkage="average"))
 
 
 def test_partitioned_search_with_every_list_probed_is_exact():
@@ -141,9 +198,9 @@ def test_partitioned_search_with_few_probes_finds_most_near_neighbours():
 
 def test_small_k_gives_clusters_inside_the_all_pairs_components():
     x, tau = planted(seed=4), 0.7
-    full = partition(cluster_vectors(x, DedupConfig(threshold=tau, guard=False, k=len(x))).canonical)
+    full = partition(cluster_vectors(x, DedupConfig(threshold=tau, linkage="single", k=len(x))).canonical)
     of = {i: c for c in full for i in c}
-    for c in partition(cluster_vectors(x, DedupConfig(threshold=tau, guard=False, k=2)).canonical):
+    for c in partition(cluster_vectors(x, DedupConfig(threshold=tau, linkage="single", k=2)).canonical):
         assert c <= of[next(iter(c))]
 
 
@@ -172,16 +229,20 @@ class PlantedEncoder:
         return np.stack([self.vectors[t.strip().lower()[0]] for t in texts]) if texts else np.zeros((0, 4), np.float32)
 
 
-def test_chain_is_split_by_the_guard_and_joined_without():
+def test_chain_is_split_by_complete_linkage_starred_by_the_guard_and_joined_without():
     texts = ["b", "a", "", "c", "B", "d"]
     ok = np.array([bool(t) for t in texts])
-    guarded = dedup(PlantedEncoder(), texts, ok, DedupConfig(threshold=0.8))
+    guarded = dedup(PlantedEncoder(), texts, ok, DedupConfig(threshold=0.8, linkage="guard"))
+    complete = dedup(PlantedEncoder(), texts, ok, DedupConfig(threshold=0.8))
     # "b" appears twice, so its cluster is the larger one and keeps b as canonical; both a and c reach
-    # tau with b, so all of them stay together with it
+    # tau with b, so the guard keeps all of them together with it, though a and c are 0.62 apart
     assert guarded.canonical.tolist() == [0, 0, -1, 0, 0, 5]
+    # complete linkage (the default): c is a duplicate of b but not of a, so it stays out
+    assert complete.canonical.tolist() == [0, 0, -1, 3, 0, 5]
+    assert complete.stats["linkage"] == "complete" and complete.stats["merges_refused"] == 1
     texts = ["a", "b", "", "c", "A", "d"]
-    guarded = dedup(PlantedEncoder(), texts, ok, DedupConfig(threshold=0.8))
-    plain = dedup(PlantedEncoder(), texts, ok, DedupConfig(threshold=0.8, guard=False))
+    guarded = dedup(PlantedEncoder(), texts, ok, DedupConfig(threshold=0.8, linkage="guard"))
+    plain = dedup(PlantedEncoder(), texts, ok, DedupConfig(threshold=0.8, linkage="single"))
     # a (twice) and b merge first with canonical a; c reaches b but not a: the guard keeps it out
     assert guarded.canonical.tolist() == [0, 0, -1, 3, 0, 5]
     assert guarded.cluster.tolist() == [0, 0, -1, 1, 0, 2]
@@ -256,6 +317,18 @@ def test_cli_keep_canonical_json_and_gzip_output(tmp_path, tiny_model):
     slim_rows = list(csv.reader(io.StringIO(gzip.decompress(slim.read_bytes()).decode()), delimiter="\t"))[1:]
     canon = [row for row in read_csv(full.read_text())[1:] if row[5] == "1"]
     assert slim_rows == canon and len(canon) == summary["clusters"] == summary["rows_written"]
+
+
+def test_cli_linkage_option(tmp_path, tiny_model):
+    src = questions_file(tmp_path)
+    for args, linkage in (([], "complete"), (["--linkage", "guard"], "guard"), (["--no-guard"], "single")):
+        out = tmp_path / f"out-{linkage}.csv"
+        r = run("dedup", src, "-o", out, "--model", tiny_model, "--json", *args)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["linkage"] == linkage
+    r = run("dedup", src, "-o", tmp_path / "out.csv", "--model", tiny_model, "--linkage", "average")
+    assert r.exit_code == 2 and "Invalid value for '--linkage'" in r.output
+    assert "complete linkage, " in run("dedup", src, "-o", tmp_path / "o.csv", "--model", tiny_model).stderr
 
 
 def test_cli_stdin_plain_text_to_stdout(tiny_model):

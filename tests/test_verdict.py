@@ -138,11 +138,16 @@ def test_stores_hand_out_their_vectors(tmp_path, tiny_model):
             store.get_vectors([10_000])
 
 
-def test_dedup_with_the_head_keeps_every_member_a_duplicate_of_its_canonical(head_model):
+def test_dedup_with_the_head_keeps_every_pair_of_a_cluster_duplicates(head_model):
     engine = Engine(load_encoder(head_model))
     texts = QUESTIONS * 2 + ["How can I learn python?", "how do i learn python"]
     result, _ = engine.dedup(texts, np.ones(len(texts), bool))
     assert (result.cluster >= 0).all()
+    for i, j in zip(*np.triu_indices(len(texts), 1)):
+        if result.cluster[i] == result.cluster[j] and texts[i].lower() != texts[j].lower():
+            assert engine.similarity(texts[i], texts[j])["duplicate"]
+    # the guard asks only the canonical
+    result, _ = engine.dedup(texts, np.ones(len(texts), bool), linkage="guard")
     for i, c in enumerate(result.canonical.tolist()):
         if c != i and texts[c].lower() != texts[i].lower():
             assert engine.similarity(texts[i], texts[c])["duplicate"]

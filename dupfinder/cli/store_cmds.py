@@ -11,6 +11,7 @@ from dupfinder.cli.main import cli
 from dupfinder.cli.options import (index_option, input_column_options, json_option, log, model_option, nonempty, progress, read_stdin,
                                    threads_option, threshold_option, verdict_option)
 from dupfinder.cli.output import dumps, emit_json, hits_table, info_table, rule_text
+from dupfinder.dedup_linkage import LINKAGES
 from dupfinder.engine import Engine, load_encoder, read_questions, set_threads
 
 
@@ -178,23 +179,27 @@ def info(index_dir, model_dir, as_json):
 @verdict_option
 @input_column_options
 @click.option("--keep-canonical", is_flag=True, help="Write only the canonical row of each cluster: one question per meaning.")
-@click.option("--no-guard", is_flag=True, help="Plain union-find, which chains A~B~C into one cluster (for comparison).")
+@click.option("--linkage", type=click.Choice(LINKAGES), default="complete", show_default=True,
+              help="complete: every question of a cluster is a duplicate of every other; guard: of the cluster's canonical "
+                   "(looser: two members may differ); single: plain union-find, which chains A~B~C (for comparison).")
+@click.option("--no-guard", is_flag=True, hidden=True, help="The same as --linkage single.")
 @click.option("--against", "against_dir", type=str, default=None,
               help="Also mark rows that duplicate a question already in this index (its id and score); uses the index's model.")
 @click.option("-k", "neighbours", type=click.IntRange(min=1), default=16, show_default=True, help="Nearest neighbours searched per question.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @json_option
 @threads_option
-def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_column, keep_canonical, no_guard, against_dir,
-          neighbours, force, as_json, threads):
+def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_column, keep_canonical, linkage, no_guard,
+          against_dir, neighbours, force, as_json, threads):
     """Find the duplicates within a file of questions; write every row back with its cluster.
 
     INPUT is read as `index` reads it: a Quora pairs file (its unique questions), a CSV/TSV with a
     question column and an optional id column, or plain text; .gz and - (stdin) work too. Each row
     gets cluster_id, canonical_id (the id, else the row number, of the cluster's representative),
     is_canonical (1/0) and score (cosine with the canonical). Rows with empty text are kept with
-    those columns empty. Questions join a cluster only if their cosine with its canonical reaches
-    the threshold, so unrelated questions are not chained together through intermediate ones.
+    those columns empty. Two clusters merge only if every question of one is a duplicate of every
+    question of the other (the verdict in force), so unrelated questions are not chained together
+    through intermediate ones; --linkage guard asks only each cluster's canonical.
     --against INDEX adds index_match_id and index_match_score: the nearest indexed question when
     it reaches the threshold, to screen new questions before adding them.
 
@@ -204,6 +209,7 @@ def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_col
     from dupfinder.io import check_output, load_questions, write_table
 
     started = time.perf_counter()
+    linkage = "single" if no_guard else linkage
     check_output(output, force)
     questions = load_questions(input_file, text_column, id_column)
     check_columns(questions.header, against=against_dir is not None)
@@ -213,12 +219,12 @@ def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_col
     else:
         engine = Engine(load_encoder(model_dir), threshold=threshold, verdict=verdict)
     with engine:
-        result, labels = engine.dedup(questions.texts, questions.ok, neighbours, not no_guard, against_dir is not None, progress("q"))
+        result, labels = engine.dedup(questions.texts, questions.ok, neighbours, linkage, against_dir is not None, progress("q"))
     header, rows = output_rows(questions.header, questions.rows, questions.ids, result, keep_canonical, labels)
     written = write_table(output, header, rows, stdout=sys.stdout)
     info = summary(result, questions.report) | {
         "input": input_file, "output": output, "rows_written": written, "threshold": engine.threshold, "verdict": engine.verdict.kind,
-        "guard": not no_guard,
+        "linkage": linkage,
         "model": str(engine.encoder.path), "seconds_total": round(time.perf_counter() - started, 3),
     } | ({"against": str(against_dir)} if against_dir is not None else {})
     if as_json:
@@ -233,6 +239,6 @@ def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_col
     if against_dir is not None:
         lines.append(f"{info['rows_matching_index']:,} rows duplicate a question in {against_dir}")
     rule = rule_text(engine.verdict.kind, engine.threshold)
-    lines.append(f"wrote {written:,} rows to {output} ({rule}, {'guarded' if not no_guard else 'plain union-find'}, "
+    lines.append(f"wrote {written:,} rows to {output} ({rule}, {linkage} linkage, "
                  f"{info['seconds_total']:.1f} s)")
     log("\n".join(lines))
