@@ -276,8 +276,11 @@ class Engine:
             raise ValueError("k must be at least 1")
         store = self._need_store()
         queries = self.encode(texts)  # (n, d)
-        scores, ids = store.search(queries, k)  # (n, k), (n, k)
-        records = store.get(ids.ravel().tolist())
+        if callable(getattr(store, "search_records", None)):  # a database store: hits and records in one round trip
+            scores, ids, records = store.search_records(queries, k)  # (n, k), (n, k), id -> record
+        else:
+            scores, ids = store.search(queries, k)  # (n, k), (n, k)
+            records = store.get(ids.ravel().tolist())
         if self.verdict.head is None:
             duplicate, p = self.verdict(scores), None
         else:  # the head judges each (query, hit) pair from both vectors and both texts

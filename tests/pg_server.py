@@ -130,7 +130,14 @@ class PgServer:
     def kill9(self) -> None:
         """SIGKILL to the postmaster and all its backends at once, as in a crash."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            # PostgreSQL 18's children leave the postmaster's process group, so they are found by parent
+            os.kill(self.proc.pid, signal.SIGSTOP)  # no new children while they are listed
+            children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+            for pid in [int(c) for c in children] + [self.proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.wait()
 
     def restart(self) -> None:

@@ -110,11 +110,11 @@ def test_schema_catalog_and_migrations(pg):
     indexes = pg.psql("SELECT indexdef FROM pg_indexes WHERE tablename = 'schema_check' ORDER BY indexname", db="dupfinder")
     precision = graph_precision("auto", pg.psql("SELECT extversion FROM pg_extension WHERE extname = 'vector'", db="dupfinder"))
     key = f"((embedding)::halfvec({DIM})) halfvec_ip_ops" if precision == "halfvec" else "embedding vector_ip_ops"
-    assert f"USING hnsw ({key}) WITH (m='16', ef_construction='64')" in indexes
+    assert f"USING hnsw ({key}) WITH (m='16', ef_construction='128')" in indexes
     assert "UNIQUE INDEX schema_check_user_id_key" in indexes and "(text_hash)" in indexes
     row = json.loads(pg.psql("SELECT row_to_json(c) FROM dupfinder_indexes c WHERE name = 'schema_check'", db="dupfinder"))
     assert (row["schema_version"], row["kind"], row["metric"], row["dimension"], row["model"]) == (2, "hnsw", "inner_product", DIM, MODEL)
-    assert row["hnsw"] == {"m": 16, "ef_construction": 64, "ef_search": 200, "precision": precision} and row["versions"]["pgvector"]
+    assert row["hnsw"] == {"m": 16, "ef_construction": 128, "ef_search": 144, "precision": precision} and row["versions"]["pgvector"]
     assert pg.psql("SELECT string_agg(version || ' ' || name, ', ' ORDER BY version) FROM dupfinder_migrations "
                    "WHERE index_name = 'schema_check'", db="dupfinder") == "1 m001_questions_table, 2 m002_hnsw_index"
     store.close()
@@ -193,6 +193,10 @@ def test_a_half_precision_graph_keeps_float32_scores_and_order(pg, precision, mo
         # the float32 scores of what was found, best first, whatever precision the graph holds
         np.testing.assert_allclose(scores[row], exact[row][np.searchsorted(ids, found[row])], atol=1e-6)
         assert np.all(np.diff(scores[row]) <= 0)
+    # what Engine.query uses: the same hits, with their records read in the same statement
+    scores2, found2, records = store.search_records(queries, 5)
+    assert np.array_equal(found2, found) and np.array_equal(scores2, scores)
+    assert records == store.get(found.ravel().tolist()) and len(records) == len(set(found.ravel().tolist()))
     expected = graph_precision(precision, store.info()["versions"]["pgvector"])
     assert store.info()["hnsw"]["precision"] == expected
     from psycopg import sql
@@ -209,7 +213,7 @@ def test_a_half_precision_graph_keeps_float32_scores_and_order(pg, precision, mo
 def test_ef_search_is_set_per_connection_and_raised_for_a_large_k(pg):
     store = make_store(pg)
     add(store, random_corpus(250, seed=4))
-    assert store.ef_search == 200
+    assert store.ef_search == 144
     store.ef_search = 7
     _, ids = store.search(ENC.encode(["random question 1"]), 5)
     assert (ids >= 0).all()

@@ -28,11 +28,14 @@ class HnswSettings:
     """pgvector HNSW parameters, recorded in the catalog when the index is created."""
 
     m: int = 16  # graph degree (pgvector's default): memory and build time grow with it, recall too
-    ef_construction: int = 64  # candidate list while building (pgvector's default): build time against graph quality
+    # candidate list while building (pgvector's default is 64): twice that builds 1.7 times slower and
+    # buys recall at a lower ef_search; on 517,609 Quora questions (research/pg_graph.py) m 16 / 128
+    # reaches recall@10 0.982 at ef_search 144 in 4.6 ms (encode, search, records), where 16 / 64
+    # needs ef_search 200 and 5.7 ms, and 24 / 96 builds slower for less
+    ef_construction: int = 128
     # candidate list per query, set as hnsw.ef_search on each connection (`query --ef-search` overrides
-    # it); pgvector returns at most ef_search rows, so a larger k raises it for that query. On 517,609
-    # Quora questions (benchmarks/bench_scale.py): recall@10 of exact 0.968 at 100, 0.981 at 200
-    ef_search: int = 200
+    # it); pgvector returns at most ef_search rows, so a larger k raises it for that query
+    ef_search: int = 144
     # the values the graph holds: "halfvec" (pgvector 0.7 and later: an index on embedding::halfvec, half
     # the memory, built faster, the same recall; the table keeps float32 vectors and scores are exact)
     # or "vector" (float32, every pgvector); "auto": halfvec where the server has it
