@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--ef", default="64,100,128,160,200", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--warm", type=int, default=2000, help="dev questions searched at ef_search 400 before timing")
     p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--rows", type=int, default=0, help="the first this many questions only (0: all)")
+    p.add_argument("--workers", type=int, default=None, help="max_parallel_maintenance_workers of the build (server default: 2)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "pg_graph.json"))
     args = p.parse_args()
     for name, value in (("n", 0), ("pg_uri", None), ("pg_shared_buffers", "2GB"), ("model", None),
@@ -73,8 +75,9 @@ def main() -> None:
     model = model_record(encoder)
     work = Path(args.work)
     c = bs.corpus(args, work, encoder)
-    vectors = c["vectors"]
-    questions = [Question(i, t, "train.csv.gz") for i, t in zip(c["ids"], c["texts"])]
+    rows = args.rows or len(c["ids"])
+    vectors = c["vectors"][:rows]
+    questions = [Question(i, t, "train.csv.gz") for i, t in zip(c["ids"][:rows], c["texts"][:rows])]
     row_of = {q.user_id: i for i, q in enumerate(questions)}
     dev = [t for t in load_questions(args.dev).texts if t.strip()]
     texts, warm = dev[: args.queries], dev[args.queries : args.queries + args.warm]
@@ -87,6 +90,11 @@ def main() -> None:
         if bench is None:
             bench = GraphBench(args, work, settings)
             record["setup"] = bench.start()
+            if args.workers is not None:
+                with bench._admin() as conn:
+                    conn.execute(f"ALTER SYSTEM SET max_parallel_maintenance_workers = {int(args.workers)}")
+                    conn.execute("SELECT pg_reload_conf()")
+                record["setup"]["max_parallel_maintenance_workers"] = args.workers
         bench.settings = settings
         store, timing = bs.build(bench, "graph", model, questions, vectors, 0)
         print(f"m {m} ef_construction {efc}: {timing}", flush=True)
