@@ -170,6 +170,11 @@ def test_large_first_batch_builds_the_graph_after_copying(pg, monkeypatch):
 def test_graph_precision_follows_the_servers_pgvector():
     assert [graph_precision("auto", v) for v in ("0.6.2", "0.7.0", "0.8.2", "1.0", None)] == ["vector", "halfvec", "halfvec", "halfvec", "vector"]
     assert graph_precision("vector", "0.8.2") == "vector"
+    from dupfinder.store.pg_migrations import half
+
+    # an index created before the setting recorded no precision: its graph is float32 and stays so
+    assert not half({"m": 16, "ef_construction": 64, "ef_search": 200}) and not half(None)
+    assert half({"m": 16, "ef_construction": 128, "ef_search": 144, "precision": "halfvec"})
     with pytest.raises(InputError, match="unknown HNSW precision 'double'"):
         graph_precision("double", "0.8.2")
 
