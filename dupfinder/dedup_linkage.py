@@ -72,6 +72,62 @@ class PairScores:
         return out.reshape(cos.shape)
 
 
+Accept = Callable[[int, list[int], list[int]], bool]  # (canonical, its cluster's members, the joining ones) -> merge?
+
+
+def merge_strongest_first(
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    s: np.ndarray,
+    tau: float,
+    weight: np.ndarray | None = None,
+    first_row: np.ndarray | None = None,
+    accept: Accept | None = None,
+) -> tuple[np.ndarray, int, int]:
+    """Union-find over the edges at or above tau, strongest first; `accept` decides each merge of
+    two clusters (None: every one, plain union-find). The cluster with more rows (`weight`; ties:
+    the earlier `first_row`) keeps its canonical, which is its root. Returns (canonical (n,) int64,
+    edges at or above tau, merges refused)."""
+    keep = s >= tau
+    a, b, s = a[keep], b[keep], s[keep]
+    order = np.lexsort((b, a, -s))  # strongest first; ties in a fixed order
+    sets = UnionFind(n)
+    parent, find = sets.parent, sets.find
+    size = (np.ones(n, np.int64) if weight is None else np.asarray(weight)).tolist()
+    first = (np.arange(n) if first_row is None else np.asarray(first_row)).tolist()
+    members: dict[int, list[int]] = {}  # root -> its vectors, for roots of more than one vector
+    refused = 0
+    # clusters only grow, so two roots with the same member counts are the same two clusters: a
+    # refused merge is refused again without asking `accept`
+    refused_before: set[tuple[int, int, int, int]] = set()
+    for start in range(0, len(order), 1 << 16):  # in chunks: a Python list of every edge is large
+        chunk = order[start : start + (1 << 16)]
+        for i, j in zip(a[chunk].tolist(), b[chunk].tolist()):
+            ri, rj = find(i), find(j)
+            if ri == rj:
+                continue
+            # ri keeps its canonical (a root is its cluster's canonical), rj joins it
+            if (size[rj], -first[rj]) > (size[ri], -first[ri]):
+                ri, rj = rj, ri
+            mi, mj = members.get(ri, [ri]), members.get(rj, [rj])
+            if accept is not None:
+                key = (ri, rj, len(mi), len(mj))
+                if key in refused_before:
+                    refused += 1
+                    continue
+                if not accept(ri, mi, mj):
+                    refused += 1
+                    refused_before.add(key)
+                    continue
+            parent[rj] = ri
+            size[ri] += size[rj]
+            members[ri] = mi + mj
+            members.pop(rj, None)
+    canonical = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
+    return canonical, len(a), refused
+
+
 def complete_linkage(
     x: np.ndarray,
     a: np.ndarray,
@@ -87,50 +143,17 @@ def complete_linkage(
 
     `s` holds the edges' scores (cosines, or a verdict stage's probabilities with `scorer` to score
     the other cross pairs on the same scale and `floor` the cosine below which a pair is no
-    duplicate). The canonical of a merge is that of the cluster with more rows (`weight`; ties: the
-    earlier `first_row`), as under the guard. Returns (canonical (n,) int64, edges at or above tau,
-    merges refused).
+    duplicate). Canonicals as in `merge_strongest_first`.
     """
-    n = len(x)
     scores = PairScores(x, a, b, s, tau if floor is None else floor, scorer)
-    keep = s >= tau
-    a, b, s = a[keep], b[keep], s[keep]
-    order = np.lexsort((b, a, -s))  # strongest first; ties in a fixed order
-    sets = UnionFind(n)
-    parent, find = sets.parent, sets.find
-    size = (np.ones(n, np.int64) if weight is None else np.asarray(weight)).tolist()
-    first = (np.arange(n) if first_row is None else np.asarray(first_row)).tolist()
-    members: dict[int, list[int]] = {}  # root -> its vectors, for roots of more than one vector
-    refused = 0
-    # clusters only grow, so two roots with the same member counts are the same two clusters: a
-    # refused merge is refused again without looking at the pairs
-    refused_before: set[tuple[int, int, int, int]] = set()
-    for start in range(0, len(order), 1 << 16):  # in chunks: a Python list of every edge is large
-        chunk = order[start : start + (1 << 16)]
-        for i, j in zip(a[chunk].tolist(), b[chunk].tolist()):
-            ri, rj = find(i), find(j)
-            if ri == rj:
-                continue
-            # ri keeps its canonical (a root is its cluster's canonical), rj joins it
-            if (size[rj], -first[rj]) > (size[ri], -first[ri]):
-                ri, rj = rj, ri
-            mi, mj = members.get(ri, [ri]), members.get(rj, [rj])
-            if len(mi) * len(mj) > 1:  # a single pair is this edge, at or above tau
-                key = (ri, rj, len(mi), len(mj))
-                if key in refused_before:
-                    refused += 1
-                    continue
-                m = scores.matrix(mi, mj, tau)
-                if m is None or (m < tau - CHECK_TOLERANCE).any():
-                    refused += 1
-                    refused_before.add(key)
-                    continue
-            parent[rj] = ri
-            size[ri] += size[rj]
-            members[ri] = mi + mj
-            members.pop(rj, None)
-    canonical = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
-    return canonical, len(a), refused
+
+    def accept(ri: int, mi: list[int], mj: list[int]) -> bool:
+        if len(mi) * len(mj) == 1:  # a single pair is this edge, at or above tau
+            return True
+        m = scores.matrix(mi, mj, tau)
+        return m is not None and not (m < tau - CHECK_TOLERANCE).any()
+
+    return merge_strongest_first(len(x), a, b, s, tau, weight, first_row, accept)
 
 
 def cluster_edges(
@@ -144,61 +167,21 @@ def cluster_edges(
     first_row: np.ndarray | None = None,
     judge: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> Clusters:
-    """Union-find over the edges at or above tau, strongest first, with the anti-chaining guard.
-
-    `weight` is the number of input rows behind each vector (the larger cluster by rows keeps its
-    canonical) and `first_row` the input row of each vector (ties go to the earlier canonical);
-    both default to one row each, in vector order. `judge(members, canonical)` scores members
-    against a canonical on the scale of `s` and tau (default: their cosines; a verdict head's
-    probabilities when the edges carry them).
+    """Union-find over the edges at or above tau, strongest first, with the anti-chaining guard
+    (every member of a joining cluster reaches tau with the other's canonical; `guard=False`: plain
+    union-find). Canonicals as in `merge_strongest_first`. `judge(members, canonical)` scores
+    members against a canonical on the scale of `s` and tau (default: their cosines; a verdict
+    head's probabilities when the edges carry them).
     """
-    n = len(x)
-    keep = s >= tau
-    a, b, s = a[keep], b[keep], s[keep]
-    order = np.lexsort((b, a, -s))  # strongest first; ties in a fixed order
-    sets = UnionFind(n)
-    parent, find = sets.parent, sets.find
-    canon = list(range(n))  # canonical of each root
-    size = (np.ones(n, np.int64) if weight is None else np.asarray(weight)).tolist()
-    first = (np.arange(n) if first_row is None else np.asarray(first_row)).tolist()
-    members: dict[int, list[int]] = {}  # root -> its vectors, for roots of more than one vector
     floor = tau - CHECK_TOLERANCE
-    refused = 0
-    # clusters only grow, so a root with the same size is the same cluster: a refused merge of two
-    # clusters that have not changed since is refused again without recomputing it
-    refused_before: set[tuple[int, int, int, int]] = set()
 
-    for start in range(0, len(order), 1 << 16):  # in chunks: a Python list of every edge is large
-        chunk = order[start : start + (1 << 16)]
-        for i, j in zip(a[chunk].tolist(), b[chunk].tolist()):
-            ri, rj = find(i), find(j)
-            if ri == rj:
-                continue
-            # ri keeps its canonical, rj joins it
-            if (size[rj], -first[canon[rj]]) > (size[ri], -first[canon[ri]]):
-                ri, rj = rj, ri
-            joining = members.get(rj)
-            if guard:
-                key = (ri, rj, size[ri], size[rj])
-                if key in refused_before:
-                    refused += 1
-                    continue
-                members_j = np.array([rj] if joining is None else joining)
-                if judge is None:
-                    ok = bool((x[members_j] @ x[canon[ri]] >= floor).all())  # (m,)
-                else:
-                    ok = bool((judge(members_j, canon[ri]) >= floor).all())
-                if not ok:
-                    refused += 1
-                    refused_before.add(key)
-                    continue
-            parent[rj] = ri
-            size[ri] += size[rj]
-            members.setdefault(ri, [ri]).extend(joining if joining is not None else [rj])
-            members.pop(rj, None)
+    def accept(ri: int, mi: list[int], mj: list[int]) -> bool:
+        joining = np.array(mj)
+        if judge is None:
+            return bool((x[joining] @ x[ri] >= floor).all())  # (m,)
+        return bool((judge(joining, ri) >= floor).all())
 
-    canonical = np.fromiter((canon[find(i)] for i in range(n)), dtype=np.int64, count=n)
-    return with_scores(x, canonical, len(a), refused)
+    return with_scores(x, *merge_strongest_first(len(x), a, b, s, tau, weight, first_row, accept if guard else None))
 
 
 def with_scores(x: np.ndarray, canonical: np.ndarray, edges: int, refused: int) -> Clusters:
