@@ -167,9 +167,11 @@ class PostgresBench(StoreBench):
             if conn.execute("SELECT to_regclass('dupfinder_indexes')").fetchone()[0]:
                 conn.execute("DELETE FROM dupfinder_indexes WHERE name = %s", (f"bench_{label}",))
                 conn.execute("DELETE FROM dupfinder_migrations WHERE index_name = %s", (f"bench_{label}",))
-        store = PostgresStore(self.uri(label), create={"kind": "hnsw"})
+        store = PostgresStore(self.uri(label), create={"kind": "hnsw"}, hnsw=self.hnsw)
         store.set_model(model, dim)
         return store
+
+    hnsw = None  # HnswSettings of the graphs it creates (None: the store's defaults)
 
     def ef_values(self, store) -> list[int]:
         return sorted({64, 100, 128, 144, 160, 200, 256, int(store.ef_search)})

@@ -24,23 +24,7 @@ from common import environment, print_environment, set_threads  # noqa: E402
 
 
 class GraphBench(bs.PostgresBench):
-    """bench_scale's PostgreSQL store, with the graph's settings given."""
-
-    def __init__(self, args, work: Path, settings):
-        super().__init__(args, work)
-        self.settings = settings
-
-    def new_store(self, label: str, model: dict, dim: int):
-        from dupfinder.store.postgres import PostgresStore
-
-        with self._admin() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS bench_{label}")
-            if conn.execute("SELECT to_regclass('dupfinder_indexes')").fetchone()[0]:
-                conn.execute("DELETE FROM dupfinder_indexes WHERE name = %s", (f"bench_{label}",))
-                conn.execute("DELETE FROM dupfinder_migrations WHERE index_name = %s", (f"bench_{label}",))
-        store = PostgresStore(self.uri(label), create={"kind": "hnsw"}, hnsw=self.settings)
-        store.set_model(model, dim)
-        return store
+    """bench_scale's PostgreSQL store, with the graph's settings given (`hnsw`) and --ef's values."""
 
     def ef_values(self, store) -> list[int]:
         return self.args.ef
@@ -88,14 +72,14 @@ def main() -> None:
         m, efc = (int(x) for x in graph.split(":"))
         settings = HnswSettings(m=m, ef_construction=efc, precision=args.precision)
         if bench is None:
-            bench = GraphBench(args, work, settings)
+            bench = GraphBench(args, work)
             record["setup"] = bench.start()
             if args.workers is not None:
                 with bench._admin() as conn:
                     conn.execute(f"ALTER SYSTEM SET max_parallel_maintenance_workers = {int(args.workers)}")
                     conn.execute("SELECT pg_reload_conf()")
                 record["setup"]["max_parallel_maintenance_workers"] = args.workers
-        bench.settings = settings
+        bench.hnsw = settings
         store, timing = bs.build(bench, "graph", model, questions, vectors, 0)
         print(f"m {m} ef_construction {efc}: {timing}", flush=True)
         t0 = time.perf_counter()
