@@ -150,7 +150,7 @@ def train_head(vectors: np.ndarray, train: PairSet, val: PairSet, config: HeadCo
     import torch
 
     from dupfinder.evaluation.metrics import roc_auc
-    from dupfinder.train.loop import Schedule
+    from dupfinder.train.loop import Schedule, classifier_step
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -186,13 +186,7 @@ def train_head(vectors: np.ndarray, train: PairSet, val: PairSet, config: HeadCo
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            logits = net((features(train, idx) - m_t) / s_t)[:, 0]  # (b,)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y_all[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
+            total += classifier_step(opt, sched, net((features(train, idx) - m_t) / s_t)[:, 0], y_all[idx])
         net.eval()
         with torch.no_grad():
             p = torch.cat([net((features(val, np.arange(s, min(s + 8192, len(val.label)))) - m_t) / s_t)[:, 0]

@@ -148,6 +148,17 @@ class Schedule:
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def classifier_step(optimizer, scheduler, logits: torch.Tensor, target: torch.Tensor) -> float:
+    """One step of a pair classifier (the verdict head, the verifier) on binary cross-entropy:
+    returns the batch's summed loss, for an epoch's mean."""
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach()) * len(target)
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed

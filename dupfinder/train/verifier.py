@@ -183,7 +183,7 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
     import torch
 
     from dupfinder.evaluation.metrics import roc_auc
-    from dupfinder.train.loop import Schedule
+    from dupfinder.train.loop import Schedule, classifier_step
 
     config = config or VerifierConfig()
     t0 = time.time()
@@ -232,12 +232,7 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
             a, b = torch.from_numpy(pad_ids([A[i] for i in idx])[0]), torch.from_numpy(pad_ids([B[i] for i in idx])[0])
             if rng.random() < 0.5:  # the network is symmetric; both orders anyway
                 a, b = b, a
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(a, b), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
+            total += classifier_step(opt, sched, net(a, b), yt[idx])
         net.eval()
         with torch.no_grad():
             val_p = np.concatenate([net(torch.from_numpy(pad_ids(val_A[s : s + 1024])[0]), torch.from_numpy(pad_ids(val_B[s : s + 1024])[0])).numpy()
