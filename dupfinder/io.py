@@ -1,5 +1,5 @@
-"""The one reader of question and pair files (CSV/TSV/plain text, .gz, `-` for stdin) and the
-writer of result tables.
+"""The one reader of question and pair files (CSV/TSV/JSON lines/plain text, .gz, `-` for stdin)
+and the writer of result tables.
 
 Real files have invalid UTF-8, empty questions and odd quoting: such rows are repaired or skipped
 and counted in a `ReadReport`, never a crash.
@@ -94,15 +94,24 @@ def sniff_delimiter(name: str, first_line: str) -> str:
 
 
 def read_table(path: str | Path, report: ReadReport | None = None) -> tuple[list[str], list[list[str]], ReadReport]:
-    """Header and rows of a CSV/TSV (optionally gzipped) file.
+    """Header and rows of a CSV/TSV or JSON lines (optionally gzipped) file.
 
-    Rows whose field count differs from the header's are skipped and counted.
+    Rows whose field count differs from the header's, and lines that are not JSON objects, are
+    skipped and counted.
     """
+    from dupfinder.json_lines import json_lines_table, looks_like_json_lines
+
     name = str(path)
     report = report or ReadReport(name)
     text = decode(read_bytes(path), report)
     if not text.strip():
         raise InputError(f"{name} is empty")
+    if looks_like_json_lines(name, text):
+        header, rows = json_lines_table(text, report)
+        if not header:
+            raise InputError(f"{name} holds no JSON object (JSON lines: one object per line)")
+        report.rows += len(rows)
+        return header, rows, report
     first_line = text.split("\n", 1)[0]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(name, first_line))
     try:
@@ -255,7 +264,7 @@ def duplicate_clusters(pairs: Pairs) -> dict[int, int]:
     return dict(zip(qids.tolist(), qids[sets.roots()].tolist()))
 
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json")
 TEXT_SUFFIXES = (".txt", ".text")
 TEXT_COLUMNS = ("question", "text", "title", "body")
 ID_COLUMNS = ("id", "qid", "question_id")
@@ -292,17 +301,19 @@ def file_kind(path: str | Path) -> str:
     if name.endswith(TEXT_SUFFIXES):
         return "lines"
     raise InputError(
-        f"unknown file type: {path}; use a .csv, .tsv or .txt file (optionally .gz), or - for stdin"
+        f"unknown file type: {path}; use a .csv, .tsv, .jsonl or .txt file (optionally .gz), or - for stdin"
     )
 
 
 def load_questions(path: str | Path, text_column: str | None = None, id_column: str | None = None) -> Questions:
-    """Read questions from a Quora pairs file, a CSV/TSV with a question column, or plain text.
+    """Read questions from a Quora pairs file, a CSV/TSV or JSON lines with a question column, or plain text.
 
     A table's text column is `--text-column`, else the first of question/text/title/body; its id
     column is `--id-column`, else id/qid/question_id if present. A pairs file gives its unique
     questions keyed by qid1/qid2. Plain text is one question per line.
     """
+    from dupfinder.json_lines import json_lines_table, looks_like_json_lines
+
     name = str(path)
     report = ReadReport(name)
     kind = file_kind(path)
@@ -311,6 +322,11 @@ def load_questions(path: str | Path, text_column: str | None = None, id_column: 
         if not text.strip():
             raise InputError(f"{name} is empty")
         first = text.split("\n", 1)[0]
+        if looks_like_json_lines(name if kind == "table" else "", text):
+            header, rows = json_lines_table(text, report)
+            if not header:
+                raise InputError(f"{name} holds no JSON object (JSON lines: one object per line)")
+            return _questions_from_table(iter([header, *rows]), name, report, text_column, id_column)
         if kind == "sniff":
             cells = [c.strip().lower() for c in first.replace("\t", ",").split(",")]
             looks_like_table = text_column is not None or any(c in cells for c in (*TEXT_COLUMNS, "question1"))

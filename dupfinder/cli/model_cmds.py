@@ -36,7 +36,7 @@ def read_pairs(pairs_file, columns, need_label=True):
 @click.argument("question1", required=False)
 @click.argument("question2", required=False)
 @click.option("--file", "pairs_file", type=str, default=None,
-              help="Score every pair of this CSV/TSV file (question1, question2 columns; - for stdin) as JSON lines.")
+              help="Score every pair of this CSV/TSV or JSON lines file (question1, question2 columns or keys; - for stdin) as JSON lines.")
 @model_option
 @threshold_option
 @verdict_option

@@ -49,8 +49,8 @@ def index_option(f):
 
 
 def input_column_options(f):
-    f = click.option("--id-column", default=None, help="Id column of a CSV/TSV (default: id, qid or question_id if present).")(f)
-    return click.option("--text-column", default=None, help="Question column of a CSV/TSV (default: question, text, title or body).")(f)
+    f = click.option("--id-column", default=None, help="Id column (or JSON key) of a CSV/TSV or JSON lines file (default: id, qid or question_id if present).")(f)
+    return click.option("--text-column", default=None, help="Question column (or JSON key) of a CSV/TSV or JSON lines file (default: question, text, title or body).")(f)
 
 
 def pair_columns_option(f):

@@ -27,8 +27,8 @@ from dupfinder.engine import Engine, load_encoder, read_questions, set_threads
 def index_cmd(files, index_dir, model_dir, kind, upsert, text_column, id_column, threads):
     """Add the questions of FILES to an index, creating it if needed.
 
-    FILES are Quora pairs files (unique questions by qid1/qid2), CSV/TSV files with a question
-    column and an optional id column, or plain text (one question per line); .gz and - (stdin)
+    FILES are Quora pairs files (unique questions by qid1/qid2), CSV/TSV or JSON lines files with
+    a question column and an optional id column, or plain text (one question per line); .gz and - (stdin)
     work too. Questions already in the index (same id and text, or same normalized text) and empty
     ones are skipped and counted; an id already in the index with another text is an error unless
     --upsert. Each run is one transaction: all of it is added, or none. An existing index keeps its
@@ -193,8 +193,8 @@ def dedup(input_file, output, model_dir, threshold, verdict, text_column, id_col
           against_dir, neighbours, force, as_json, threads):
     """Find the duplicates within a file of questions; write every row back with its cluster.
 
-    INPUT is read as `index` reads it: a Quora pairs file (its unique questions), a CSV/TSV with a
-    question column and an optional id column, or plain text; .gz and - (stdin) work too. Each row
+    INPUT is read as `index` reads it: a Quora pairs file (its unique questions), a CSV/TSV or JSON
+    lines file with a question column and an optional id column, or plain text; .gz and - (stdin) work too. Each row
     gets cluster_id, canonical_id (the id, else the row number, of the cluster's representative),
     is_canonical (1/0) and score (cosine with the canonical). Rows with empty text are kept with
     those columns empty. Two clusters merge only if every question of one is a duplicate of every

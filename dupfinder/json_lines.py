@@ -1,0 +1,55 @@
+"""JSON lines read as a table: one object per line, its keys the columns (first seen first).
+
+`io.read_table` hands a file here when its name ends in .jsonl, .ndjson or .json (optionally .gz),
+or when a file of no known kind (stdin) begins with `{`. Values become the strings a CSV cell would hold (true/false
+lower-case, numbers as written, null as empty). A line that is not a JSON object is skipped and
+counted, as a CSV row with the wrong number of fields is.
+"""
+
+from __future__ import annotations
+
+import json
+
+SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+OTHER_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".text")
+
+
+def looks_like_json_lines(name: str, text: str) -> bool:
+    base = name.lower().removesuffix(".gz")
+    if base.endswith(SUFFIXES):
+        return True
+    return not base.endswith(OTHER_SUFFIXES) and text.lstrip()[:1] == "{"
+
+
+def cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def json_lines_table(text: str, report) -> tuple[list[str], list[list[str]]]:
+    """Header (every key, in the order first seen) and rows (missing keys empty) of JSON lines text.
+    `report` (an io.ReadReport) counts the lines skipped, as rows read and skipped; the caller counts
+    the rows returned."""
+    objects = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            why = None if isinstance(obj, dict) else "not a JSON object"
+        except ValueError:
+            why = "not valid JSON"
+        if why:
+            report.rows += 1
+            report.skipped[why] += 1
+        else:
+            objects.append(obj)
+    header = list(dict.fromkeys(k for obj in objects for k in obj))
+    return header, [[cell(obj.get(k)) for k in header] for obj in objects]
