@@ -108,8 +108,6 @@ def read_table(path: str | Path, report: ReadReport | None = None) -> tuple[list
         raise InputError(f"{name} is empty")
     if looks_like_json_lines(name, text):
         header, rows = json_lines_table(text, report)
-        if not header:
-            raise InputError(f"{name} holds no JSON object (JSON lines: one object per line)")
         report.rows += len(rows)
         return header, rows, report
     first_line = text.split("\n", 1)[0]
@@ -324,8 +322,6 @@ def load_questions(path: str | Path, text_column: str | None = None, id_column: 
         first = text.split("\n", 1)[0]
         if looks_like_json_lines(name if kind == "table" else "", text):
             header, rows = json_lines_table(text, report)
-            if not header:
-                raise InputError(f"{name} holds no JSON object (JSON lines: one object per line)")
             return _questions_from_table(iter([header, *rows]), name, report, text_column, id_column)
         if kind == "sniff":
             cells = [c.strip().lower() for c in first.replace("\t", ",").split(",")]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from dupfinder.errors import InputError
+
 SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
@@ -36,7 +38,7 @@ def cell(value) -> str:
 def json_lines_table(text: str, report) -> tuple[list[str], list[list[str]]]:
     """Header (every key, in the order first seen) and rows (missing keys empty) of JSON lines text.
     `report` (an io.ReadReport) counts the lines skipped, as rows read and skipped; the caller counts
-    the rows returned."""
+    the rows returned. No line with keys is an InputError."""
     objects = []
     for line in text.splitlines():
         if not line.strip():
@@ -52,4 +54,6 @@ def json_lines_table(text: str, report) -> tuple[list[str], list[list[str]]]:
         else:
             objects.append(obj)
     header = list(dict.fromkeys(k for obj in objects for k in obj))
+    if not header:
+        raise InputError(f"{report.path} has no columns: no line is a JSON object with keys (JSON lines: one object per line)")
     return header, [[cell(obj.get(k)) for k in header] for obj in objects]

@@ -205,8 +205,10 @@ def unchanged(directory: Path):
 def test_bad_input_errors(built, tmp_path):
     same = unchanged(built)
     cases = [
+        (("index", tmp_path / "q.xml", "--index", built), 1,
+         f"Error: unknown file type: {tmp_path / 'q.xml'}; use a .csv, .tsv, .jsonl or .txt file (optionally .gz), or - for stdin\n"),
         (("index", tmp_path / "q.json", "--index", built), 1,
-         f"Error: unknown file type: {tmp_path / 'q.json'}; use a .csv, .tsv or .txt file (optionally .gz), or - for stdin\n"),
+         f"Error: {tmp_path / 'q.json'} has no columns: no line is a JSON object with keys (JSON lines: one object per line)\n"),
         (("index", tmp_path / "nope.csv", "--index", built), 1, f"Error: file not found: {tmp_path / 'nope.csv'}\n"),
         (("index", tmp_path / "cols.csv", "--index", built), 1,
          f"Error: no question column in {tmp_path / 'cols.csv'}; columns are: a, b. Use --text-column NAME\n"),
@@ -218,6 +220,7 @@ def test_bad_input_errors(built, tmp_path):
         (("remove", "no-such-id", "--index", built), 1, f"Error: not in {built}: no-such-id; nothing was removed\n"),
     ]
     (tmp_path / "q.json").write_text("{}")
+    (tmp_path / "q.xml").write_text("<q/>")
     (tmp_path / "cols.csv").write_text("a,b\n1,2\n")
     (tmp_path / "empty.txt").write_text("\n\n")
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x80" * 1000)

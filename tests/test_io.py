@@ -91,6 +91,6 @@ def test_load_questions_from_pairs_table_and_lines(tmp_path, pairs_file):
     lines = load_questions(write(tmp_path, "q.txt", b"One?\n\nTwo?\n"))
     assert lines.kind == "lines" and lines.texts == ["One?", "", "Two?"] and lines.ids == [None] * 3
     with pytest.raises(InputError, match="unknown file type"):
-        load_questions(write(tmp_path, "q.json", b"{}"))
+        load_questions(write(tmp_path, "q.xml", b"<q/>"))
     with pytest.raises(InputError, match="column 'body' not found; columns are: qid, text. Use --text-column"):
         load_questions(tmp_path / "q.csv", text_column="body")

@@ -54,10 +54,10 @@ def test_gzipped_json_lines_and_stdin_are_recognised(tmp_path):
 def test_a_file_without_objects_is_a_one_line_error(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text("not json\n")
-    with pytest.raises(InputError, match="holds no JSON object"):
+    with pytest.raises(InputError, match="no line is a JSON object with keys"):
         read_table(path)
     result = CliRunner().invoke(cli, ["similarity", "--file", str(path)])
-    assert result.exit_code == 1 and result.output.count("\n") == 1 and "holds no JSON object" in result.output
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "no line is a JSON object with keys" in result.output
 
 
 def test_similarity_file_prints_one_json_line_per_pair(tmp_path, tiny_model):

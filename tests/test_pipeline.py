@@ -110,6 +110,22 @@ def test_every_stage_into_one_folder_and_an_interrupted_build_continues(tmp_path
     assert set(record["seconds"]) == {"encoder", "verdict", "verifier"}
 
 
+def test_subwords_added_to_a_finished_build_run_alone_and_change_the_fingerprint(tmp_path, pairs_file):
+    out = tmp_path / "m"
+    first = build(pairs_file, out, recipe(tmp_path))
+    assert first.exit_code == 0, first.output
+    before = json.loads((out / "manifest.json").read_text())
+    head = sha(out / "verdict.npz")
+    second = build(pairs_file, out, recipe(tmp_path, ENCODER + STAGES + "\n[subwords]\nbuckets = 300\nepochs = 2\n", "more.toml"))
+    assert second.exit_code == 0, second.output
+    assert "verifier: already complete, skipped\nsubwords: started\n" in second.stderr
+    assert second.stdout.splitlines()[3].startswith("subwords ") and "300 n-gram rows" in second.stdout
+    after = json.loads((out / "manifest.json").read_text())
+    assert after["subwords"]["encoder_fingerprint"] == before["fingerprint"] != after["fingerprint"]
+    assert after["verdict"] == before["verdict"] and sha(out / "verdict.npz") == head  # the later stage changes nothing else
+    assert load_model(out).subwords is not None
+
+
 def test_an_interrupted_encoder_continues_from_its_checkpoint(tmp_path, pairs_file, monkeypatch):
     from dupfinder.train import loop
 

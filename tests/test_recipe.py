@@ -90,6 +90,8 @@ def test_the_shipped_recipe_holds_the_later_stages_the_shipped_model_records():
         assert got.keys() == want.keys()
         for name in want:
             assert got[name] == want[name], f"verifier.{name}"
+    table = manifest["subwords"]  # the recipe's [subwords] is the table the model ships
+    assert (stages.subwords.buckets, stages.subwords.epochs, stages.subwords.seed) == (table["buckets"], table["epochs"], table["seed"])
 
 
 def test_the_recipe_sets_every_setting_explicitly():
@@ -168,7 +170,7 @@ def test_an_unknown_setting_is_named_with_the_valid_ones(tmp_path, text, message
     assert "\n" not in str(e.value)
     if not message.startswith("unknown setting 'verdict."):
         assert "model.pooling" in str(e.value) and "text.drop_end_punct" in str(e.value)
-        assert str(e.value).endswith("; and the sections [teacher], [vocabulary], [verdict], [verifier]")
+        assert str(e.value).endswith("; and the sections [teacher], [vocabulary], [verdict], [verifier], [subwords]")
 
 
 @pytest.mark.parametrize("text, message", [

@@ -167,3 +167,32 @@ def extend_vocab(model_dir, out_dir, words):
     check_out_dir(out_dir)
     info = run(model_dir, out_dir, words, log=log)
     click.echo(f"wrote {out_dir}: {info['source']['vocabulary']:,} + {info['words_added']:,} words")
+
+
+@cli.command("train-subwords")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--buckets", type=click.IntRange(min=1), default=65536, show_default=True,
+              help="Rows of the hashed character n-gram table (50 half-precision numbers each).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Passes over the vocabulary.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the table and the held-out words.")
+@threads_option
+def train_subwords(model_dir, buckets, epochs, seed, threads):
+    """Give a model's unknown words vectors from their spelling, in place, without retraining.
+
+    Words outside the vocabulary otherwise all read as <unk>, so "How do I install Zorblax?" and
+    "How do I install Quibbit?" get one vector. This fits a table of hashed character n-grams
+    (fastText's, 3 to 5 characters) whose mean rows give back the vocabulary's own word vectors,
+    and adds it to MODEL_DIR; an unknown word then reads as its n-grams' mean. Known words keep their
+    vectors. The model's fingerprint changes: indexes built with it before must be rebuilt. Needs
+    the 'train' extra (PyTorch).
+
+    Example: dupfinder train-subwords models/mine
+    """
+    from dupfinder.model.encoder import require_torch
+    from dupfinder.model.subwords import add_subwords
+
+    require_torch("train-subwords")
+    set_threads(threads)
+    entry = add_subwords(model_dir, buckets=buckets, epochs=epochs, seed=seed, log=log)
+    click.echo(f"added {entry['file']} to {model_dir}: {buckets:,} n-gram rows; held-out words' median cosine to their "
+               f"learned vectors {entry['median_cosine']} (<unk>: {entry['unk_median_cosine']})")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from dupfinder.model.files import LoadedModel, ModelFiles, load_network, load_numpy_weights, read_model_dir
+from dupfinder.model.subwords import load_subwords
 from dupfinder.errors import ModelError
 from dupfinder.text import Vocab, tokenize
 
@@ -91,15 +92,19 @@ def encode_sorted(
 
 
 def encode_sequences(
-    network, seqs: Sequence[np.ndarray], batch_size: int = 512, progress: Callable[[int], None] | None = None
+    network, seqs: Sequence[np.ndarray], batch_size: int = 512, progress: Callable[[int], None] | None = None,
+    extra: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Unit vectors (n, d) float32 for token id arrays through a torch network in eval mode; its mode is restored."""
+    """Unit vectors (n, d) float32 for token id arrays through a torch network in eval mode; its mode is restored.
+    `extra` (k, d_embed): the input vectors of ids len(vocabulary) .. len(vocabulary) + k - 1."""
     import torch
 
     was_training = network.training
     network.eval()
     with torch.inference_mode():
-        out = encode_sorted(lambda batch: network(*pad_batch(batch)).numpy(), network.config.d_vector, seqs, batch_size, progress)
+        table = None if extra is None or not len(extra) else torch.cat([network.embed.weight, torch.from_numpy(extra)])
+        out = encode_sorted(lambda batch: network(*pad_batch(batch), table=table).numpy(), network.config.d_vector, seqs,
+                            batch_size, progress)
     network.train(was_training)
     return out
 
@@ -134,6 +139,10 @@ class Encoder:
             self.dim: int = vector_dim(model.model_config)
         except (KeyError, TypeError) as e:
             raise ModelError(f"{model.path} has an unreadable config ({e!r}); retrain or restore the model") from None
+        try:
+            self.subwords = load_subwords(model.path, model.manifest, int(model.model_config["d_embed"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{model.path} has an unreadable config ({e!r}); retrain or restore the model") from None
         self._network = model.network if isinstance(model, LoadedModel) else None
         self._numpy = self._numpy_jit = None
         self.backend = backend
@@ -167,8 +176,19 @@ class Encoder:
     def manifest(self) -> dict:
         return self.files.manifest
 
-    def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
-        return [self.vocab.encode(tokenize(t, self.text_config)) for t in texts]
+    def token_ids(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Each question's token ids, and the input vectors of its words outside the vocabulary from
+        the model's subword table (ids len(vocabulary) on, one per distinct word), or None when the
+        model has no table: then such words are <unk>."""
+        if self.subwords is None:
+            return [self.vocab.encode(tokenize(t, self.text_config)) for t in texts], None
+        stoi, n, unknown = self.vocab.stoi, len(self.vocab), {}
+        seqs = []
+        for t in texts:
+            tokens = tokenize(t, self.text_config)
+            seqs.append(np.fromiter((stoi[w] if w in stoi else unknown.setdefault(w, n + len(unknown)) for w in tokens),
+                                    dtype=np.int32, count=len(tokens)))
+        return seqs, self.subwords.vectors(list(unknown))
 
     def uses_numpy(self, n: int) -> bool:
         """Whether `encode` of n questions runs in numpy: a few always, many when torch is absent."""
@@ -178,16 +198,17 @@ class Encoder:
         self, texts: Sequence[str], batch_size: int = 512, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         """Unit vectors for `texts`, float32 (n, d); cosine similarity is their inner product."""
-        seqs = self.token_ids(texts)
+        seqs, extra = self.token_ids(texts)
         if len(seqs) == 1 and self._numpy is not None and progress is None:
-            return self._numpy(seqs)  # the query path: one question, no batching to arrange
+            return self._numpy(seqs, extra)  # the query path: one question, no batching to arrange
         if len(seqs) > NUMPY_BULK and self.uses_numpy(len(seqs)) and not torch_installed():
             # bulk without torch: the numba kernel pays its half-second load back after a few
             # hundred questions (60,000 demo questions: 4,100/s against 2,800/s in plain numpy)
-            return encode_sorted(self._bulk(), self.dim, seqs, NUMPY_BULK, progress)
+            bulk = self._bulk()
+            return encode_sorted(lambda batch: bulk(batch, extra), self.dim, seqs, NUMPY_BULK, progress)
         if self.uses_numpy(len(seqs)):
-            return encode_sorted(self._numpy, self.dim, seqs, min(batch_size, NUMPY_MAX_BATCH), progress)
-        return encode_sequences(self.network, seqs, batch_size, progress)
+            return encode_sorted(lambda batch: self._numpy(batch, extra), self.dim, seqs, min(batch_size, NUMPY_MAX_BATCH), progress)
+        return encode_sequences(self.network, seqs, batch_size, progress, extra)
 
     def _bulk(self):
         if self._numpy.jit:

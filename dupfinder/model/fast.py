@@ -74,6 +74,16 @@ def _gate_params(w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.
     return w_ih_t, w_hh_t, bias
 
 
+def embed_rows(embed: np.ndarray, ids: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    """Input vectors of ids: rows of `embed` (V, E), and of `extra` for ids V on."""
+    if extra is None or not len(extra):
+        return embed[ids]
+    beyond = ids >= len(embed)
+    x = embed[np.where(beyond, 0, ids)]
+    x[beyond] = extra[ids[beyond] - len(embed)]
+    return x
+
+
 class NumpyEncoder:
     """Embedding -> (bi)LSTM over each question's real tokens -> pooling -> projection -> L2 normalize.
 
@@ -120,8 +130,9 @@ class NumpyEncoder:
                 np.asarray(weights["proj.bias"], dtype=np.float32),  # (D,)
             )
 
-    def __call__(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
-        """Token id arrays -> unit vectors (B, D) float32; an empty question is encoded as one UNK."""
+    def __call__(self, seqs: Sequence[np.ndarray], extra: np.ndarray | None = None) -> np.ndarray:
+        """Token id arrays -> unit vectors (B, D) float32; an empty question is encoded as one UNK.
+        `extra` (k, E): the input vectors of ids V .. V + k - 1, past the embedding table's V rows."""
         b = len(seqs)
         if b == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -134,7 +145,7 @@ class NumpyEncoder:
             ids, lengths = ids[order], lengths[order]
         t_max = ids.shape[1]
         uniform = bool(lengths[-1] == t_max)  # one question, or all of one length: no padding
-        x = self.embed[ids]  # (B, T, E)
+        x = embed_rows(self.embed, ids, extra)  # (B, T, E)
         for w_ih_t, bias, w_hh_t in self.layers:
             # padding steps stay zero: they add nothing to a mean, and max pooling masks them
             x = self.layer(x, w_ih_t, bias, w_hh_t, lengths, np.zeros((b, t_max, self.dirs * self.h), dtype=np.float32))

@@ -31,8 +31,9 @@ class SiameseEncoder(nn.Module):
         self.proj = nn.Linear(width, config.d_out) if config.d_out else None
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-        """ids (B, T) int64 padded with 0, lengths (B,) >= 1 -> unit vectors (B, D).
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, chunk: int = 128, table: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, T) int64 padded with 0, lengths (B,) >= 1 -> unit vectors (B, D). `table`: input
+        vectors to read ids from instead of the embedding's (its rows and more: words outside the vocabulary).
 
         Rows are sorted by length and run through the LSTM in chunks of `chunk` rows, each padded
         only to its own longest question. A row's vector depends on its own tokens only: the forward
@@ -44,16 +45,17 @@ class SiameseEncoder(nn.Module):
         for start in range(0, len(order), chunk):
             rows = order[start : start + chunk]
             n = lengths[rows]
-            parts.append(self._pool(ids[rows, : int(n.max())], n))  # (b, H)
+            parts.append(self._pool(ids[rows, : int(n.max())], n, table))  # (b, H)
         pooled = torch.cat(parts)[torch.argsort(order)]  # back to input order, (B, H)
         v = self.drop(pooled)
         if self.proj is not None:
             v = self.proj(v)  # (B, D)
         return F.normalize(v, dim=-1)
 
-    def _pool(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _pool(self, ids: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """LSTM states over the real steps of ids (b, t), pooled over time -> (b, H)."""
-        h = self._lstm(self.drop(self.embed(ids)), lengths)  # (b, t, H)
+        x = self.embed(ids) if table is None else F.embedding(ids, table, padding_idx=0)  # (b, t, E)
+        h = self._lstm(self.drop(x), lengths)  # (b, t, H)
         mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]).unsqueeze(-1)  # (b, t, 1)
         pooled = []
         if self.config.pooling in ("mean", "meanmax"):

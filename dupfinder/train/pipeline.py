@@ -1,5 +1,5 @@
 """Building a model from one recipe: every stage it asks for, in order, into one folder (teacher,
-encoder, vocabulary, pair head, verifier). Each stage's result is kept under OUT/work (or is OUT's
+encoder, vocabulary, pair head, verifier, subwords). Each stage's result is kept under OUT/work (or is OUT's
 own manifest entry), so running the same build again continues where it stopped."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Plan:
         """The stages this build runs, in order."""
         s = self.stages
         return [name for name, on in (("teacher", self.make_teacher), ("encoder", True), ("vocabulary", s.vocabulary),
-                                      ("verdict", s.verdict), ("verifier", s.verifier)) if on]
+                                      ("verdict", s.verdict), ("verifier", s.verifier), ("subwords", s.subwords)) if on]
 
 
 def plan(train_file: str | Path, out: str | Path, recipe: str | Path, teacher_file: str | Path | None = None) -> Plan:
@@ -88,7 +88,7 @@ def settings_record(p: Plan) -> dict:
     encoder = asdict(p.config)
     encoder["teacher"] = None if p.teacher_file is None else "stage" if p.make_teacher else {"sha256": sha256_of(p.teacher_file)}
     record = {"train_file": {"name": p.train_file.name, "sha256": sha256_of(p.train_file)}, "encoder": encoder}
-    for name in ("teacher", "vocabulary", "verdict", "verifier"):
+    for name in ("teacher", "vocabulary", "verdict", "verifier", "subwords"):
         value = getattr(p.stages, name)
         record[name] = asdict(value) if value is not None and (name != "teacher" or p.make_teacher) else None
     return json.loads(json.dumps(record))
@@ -108,7 +108,7 @@ def first_difference(a, b, name: str = "") -> str | None:
 def check_same_build(p: Plan, before: dict, now: dict) -> None:
     """A stage whose settings changed since the build began may run with the new ones only when
     neither it nor any stage after it has begun; else an InputError naming the change."""
-    order = ["train_file", "teacher", "encoder", "vocabulary", "verdict", "verifier"]
+    order = ["train_file", "teacher", "encoder", "vocabulary", "verdict", "verifier", "subwords"]
     for i, key in enumerate(order):
         diff = first_difference(before.get(key), now.get(key), key)
         if diff is not None and any(begun(p, later) for later in order[max(i, 1):]):
@@ -155,6 +155,8 @@ def complete(p: Plan, name: str) -> bool:
         return (p.encoder_dir / "manifest.json").exists() and (p.stages.vocabulary is not None or m is not None)
     if name == "vocabulary":
         return m is not None
+    if name == "subwords":
+        return isinstance((m or {}).get("subwords"), dict)
     verdict = (m or {}).get("verdict")
     if name == "verdict":
         return isinstance(verdict, dict)
@@ -262,8 +264,18 @@ def run_verifier(p: Plan, dev_file, log, progress_factory) -> str:
     return f"calibration accuracy {record['calibration']['accuracy']:.4f}, ROC-AUC {record['calibration']['roc_auc']:.4f}"
 
 
+def run_subwords(p: Plan, dev_file, log, progress_factory) -> str:
+    from dupfinder.model.encoder import set_torch_threads
+    from dupfinder.model.subwords import add_subwords
+
+    s = p.stages.subwords
+    set_torch_threads(s.threads)
+    entry = add_subwords(p.out, buckets=s.buckets, epochs=s.epochs, seed=s.seed, log=log)
+    return f"{s.buckets:,} n-gram rows, held-out words' median cosine {entry['median_cosine']}"
+
+
 RUN = {"teacher": run_teacher, "encoder": run_encoder, "vocabulary": run_vocabulary, "verdict": run_verdict,
-       "verifier": run_verifier}
+       "verifier": run_verifier, "subwords": run_subwords}
 
 
 def sha256_of(path: Path) -> str:

@@ -1,7 +1,7 @@
 """Training settings: TrainConfig, every setting with its default, and recipes, TOML files that set
 any of them. A setting comes from TrainConfig's default, then the recipe, then the command line.
-A recipe's top level trains the encoder; its sections [teacher], [vocabulary], [verdict] and
-[verifier] set the stages `dupfinder build-model` runs around it (Stages). No torch here, so a
+A recipe's top level trains the encoder; its sections [teacher], [vocabulary], [verdict],
+[verifier] and [subwords] set the stages `dupfinder build-model` runs around it (Stages). No torch here, so a
 recipe is checked before torch loads.
 """
 
@@ -76,6 +76,14 @@ class VocabularyStage:
 
 
 @dataclass
+class SubwordsStage:
+    buckets: int = 65536  # rows of the hashed character n-gram table (`dupfinder train-subwords --buckets`)
+    epochs: int = 10  # passes over the vocabulary
+    seed: int = 0
+    threads: int = 1  # torch threads
+
+
+@dataclass
 class Stages:
     """The stages around the encoder that a recipe's sections ask for; None: the stage does not run."""
 
@@ -83,6 +91,7 @@ class Stages:
     vocabulary: VocabularyStage | None = None  # extend-vocab on the trained encoder
     verdict: HeadConfig | None = None  # the pair head (train-verdict)
     verifier: VerifierConfig | None = None  # the interaction verifier over the head (train-verifier)
+    subwords: SubwordsStage | None = None  # vectors for unknown words from their spelling (train-subwords)
 
 
 def stage_classes() -> dict[str, type]:
@@ -91,7 +100,8 @@ def stage_classes() -> dict[str, type]:
     from dupfinder.train.head import HeadConfig
     from dupfinder.train.verifier import VerifierConfig
 
-    return {"teacher": TeacherStage, "vocabulary": VocabularyStage, "verdict": HeadConfig, "verifier": VerifierConfig}
+    return {"teacher": TeacherStage, "vocabulary": VocabularyStage, "verdict": HeadConfig, "verifier": VerifierConfig,
+            "subwords": SubwordsStage}
 
 
 # ModelConfig's own default is the course's encoder (unidirectional, mean pooling), which library
@@ -102,7 +112,7 @@ DERIVED = {"init_trained_words", "model.vocab_size"}
 # settings that name a file or folder: in a recipe, relative to the recipe's folder
 PATHS = {"teacher", "init"}
 # a recipe's sections for the stages around the encoder, in the order they run
-STAGE_SECTIONS = ("teacher", "vocabulary", "verdict", "verifier")
+STAGE_SECTIONS = ("teacher", "vocabulary", "verdict", "verifier", "subwords")
 
 _ANY = (lambda v: True, "")
 LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -157,6 +167,9 @@ LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "verifier.band_miss": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
     "verifier.calibration_holdout": (lambda v: 0 < v <= 0.5, "above 0 and at most 0.5"),
     "verifier.threads": (lambda v: v >= 1, "at least 1"),
+    "subwords.buckets": (lambda v: v >= 1, "at least 1"),
+    "subwords.epochs": (lambda v: v >= 1, "at least 1"),
+    "subwords.threads": (lambda v: v >= 1, "at least 1"),
 }
 
 
