@@ -88,7 +88,7 @@ def made_up_word(rng: np.random.Generator) -> str:
 def unknown_word_pairs(featurizer: TextFeaturizer, encoder: Encoder, texts: dict, pairs: Pairs, n: int, seed: int,
                        log=print) -> tuple[np.ndarray, PairSet]:
     """Constructed pairs from training questions, each with one rare word replaced by made-up words
-    (which the encoder reads as <unk>):
+    (which the encoder reads as <unk>, or by its subword table where the model has one):
     - a question with the word as X against the same question with Y: not duplicates (Zorblax/Quibbit);
     - a question against itself with the word as X: not duplicates (a new term instead of a known one);
     - a duplicate pair whose two questions share the word, both with X: still duplicates.

@@ -1,6 +1,6 @@
 """Pair features for the verdict head: from the two stored vectors (symmetric in the two questions)
 and from the two questions' tokens, where a word outside the vocabulary keeps its identity (two
-different unknown words never match, even though the encoder reads both as <unk>).
+different unknown words never match, whether or not the encoder has a subword table for them).
 
 numpy in, numpy out; no torch. `QuestionText` is what one question contributes, computed once.
 """
