@@ -94,8 +94,10 @@ def latency_block(model, work: Path, n_index: int, n_queries: int, dev) -> dict:
     from dupfinder.io import load_pairs
     from dupfinder.model.encoder import use_jit
 
+    from dupfinder.model.files import read_model_dir
+
     use_jit(True)
-    location = work / f"index-{n_index}"
+    location = work / f"index-{n_index}-{read_model_dir(model).fingerprint}"  # one per model: a store keeps its model
     if not (location / "manifest.json").exists():
         train = load_pairs(DATA / "train.csv.gz", need_label=False)
         qids = sorted(train.questions)[:n_index]
