@@ -58,7 +58,7 @@ def main() -> None:
     import torch
 
     from dupfinder.model.files import DEFAULT_MODEL_DIR, load_numpy_weights, read_model_dir
-    from dupfinder.model.subwords import HELD_OUT, Subwords, median_cosine, fit_table
+    from dupfinder.model.subwords import fit_subwords, write_subwords
 
     torch.set_num_threads(1)
     env = environment()
@@ -75,37 +75,27 @@ def main() -> None:
         (base / "manifest.json").write_text(json.dumps(manifest, indent=2))
     files = read_model_dir(base)
     embed = load_numpy_weights(files)["embed.weight"].astype(np.float32)
-    words, targets = files.vocab.itos[2:], embed[2:]
-    order = np.random.default_rng(0).permutation(len(words))  # the held-out words of add_subwords (seed 0)
-    test, fit = np.split(order, [min(HELD_OUT, len(words) // 5)])
-    test_words = [words[i] for i in test]
     wanted = {int(e) for e in args.dev_epochs.split(",")}
     curve, tables = [], {}
 
-    def after_epoch(epoch, table):
-        cos = median_cosine(Subwords(table.copy()).vectors(test_words), targets[test])
+    def after_epoch(sub, record):
+        epoch, cos = record["epochs"], record["median_cosine"]
         curve.append({"epoch": epoch, "held_out_median_cosine": cos})
         print(f"epoch {epoch}: held-out median cosine {cos}", flush=True)
         if epoch in wanted:
-            tables[epoch] = table.copy()
+            tables[epoch] = (sub, record)
 
-    fit_table([words[i] for i in fit], targets[fit], args.buckets, epochs=args.epochs, seed=0, log=lambda _: None,
-              after_epoch=after_epoch)
-    results = {"environment": env, "command": " ".join(sys.argv), "buckets": args.buckets, "held_out_words": len(test),
-               "unk_median_cosine": median_cosine(np.broadcast_to(embed[1], targets[test].shape), targets[test]),
+    # the held-out words and seed of `dupfinder train-subwords` (seed 0)
+    _, last = fit_subwords(files.vocab.itos, embed, args.buckets, epochs=args.epochs, seed=0, log=lambda _: None,
+                           after_epoch=after_epoch)
+    results = {"environment": env, "command": " ".join(sys.argv), "buckets": args.buckets, "held_out_words": last["held_out_words"],
+               "unk_median_cosine": last["unk_median_cosine"],
                "curve": curve, "dev": {"no table": dev_metrics(base, Path(args.dev), Path(args.train))}}
     print("no table:", results["dev"]["no table"], flush=True)
-    from dupfinder.model import subwords
-
-    for epoch, table in sorted(tables.items()):
+    for epoch, (sub, record) in sorted(tables.items()):
         model = work / f"e{epoch}"
         shutil.copytree(base, model)
-        real_fit = subwords.fit_table
-        subwords.fit_table = lambda *a, table=table, **k: table  # the table of that epoch, not a new fit
-        try:
-            subwords.add_subwords(model, buckets=args.buckets, epochs=epoch, log=lambda _: None)
-        finally:
-            subwords.fit_table = real_fit
+        write_subwords(read_model_dir(model), sub, record)
         results["dev"][f"{epoch} epochs"] = dev_metrics(model, Path(args.dev), Path(args.train))
         print(f"{epoch} epochs:", results["dev"][f"{epoch} epochs"], flush=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

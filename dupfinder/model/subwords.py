@@ -146,21 +146,28 @@ def median_cosine(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 def fit_subwords(itos: Sequence[str], embed: np.ndarray, buckets: int, lo: int = 3, hi: int = 5, epochs: int = 10,
-                 seed: int = 0, log: Callable[[str], None] = print) -> tuple[Subwords, dict]:
+                 seed: int = 0, log: Callable[[str], None] = print,
+                 after_epoch: Callable[[Subwords, dict], None] | None = None) -> tuple[Subwords, dict]:
     """A table fitted on the vocabulary's words (`itos`, `embed` rows; <pad> and <unk> left out), and
-    what it measured on HELD_OUT words it was not fitted on: the median cosine of its vectors to
-    theirs, against that of <unk>'s vector, which those words would read as without it."""
+    its record: the settings, and what it measured on HELD_OUT words it was not fitted on (the
+    median cosine of its vectors to theirs, against that of <unk>'s vector, which those words would
+    read as without it). `after_epoch(table, record)` sees each epoch's table and record."""
     words = list(itos[2:])
     targets = np.asarray(embed[2:], dtype=np.float32)
     order = np.random.default_rng(seed).permutation(len(words))
     test, fit = np.split(order, [min(HELD_OUT, len(words) // 5)])
-    table = fit_table([words[i] for i in fit], targets[fit], buckets, lo, hi, epochs, seed, log=log)
-    sub = Subwords(table, lo, hi)
-    predicted = sub.vectors([words[i] for i in test])
-    unk = np.broadcast_to(np.asarray(embed[1], dtype=np.float32), predicted.shape)
-    quality = {"held_out_words": len(test), "median_cosine": median_cosine(predicted, targets[test]),
-               "unk_median_cosine": median_cosine(unk, targets[test])}
-    return sub, {"buckets": buckets, "ngrams": [lo, hi], "fitted_words": len(fit), "epochs": epochs, "seed": seed, **quality}
+    test_words = [words[i] for i in test]
+    unk = np.broadcast_to(np.asarray(embed[1], dtype=np.float32), (len(test), targets.shape[1]))
+
+    def measured(table: np.ndarray, epoch: int) -> tuple[Subwords, dict]:
+        sub = Subwords(table, lo, hi)
+        quality = {"held_out_words": len(test), "median_cosine": median_cosine(sub.vectors(test_words), targets[test]),
+                   "unk_median_cosine": median_cosine(unk, targets[test])}
+        return sub, {"buckets": buckets, "ngrams": [lo, hi], "fitted_words": len(fit), "epochs": epoch, "seed": seed, **quality}
+
+    each = None if after_epoch is None else (lambda epoch, table: after_epoch(*measured(table.copy(), epoch)))
+    table = fit_table([words[i] for i in fit], targets[fit], buckets, lo, hi, epochs, seed, log=log, after_epoch=each)
+    return measured(table, epochs)
 
 
 def subwords_fingerprint(encoder_fingerprint: str, table_sha256: str) -> str:
@@ -171,12 +178,8 @@ def subwords_fingerprint(encoder_fingerprint: str, table_sha256: str) -> str:
 def add_subwords(model_dir: str | Path, buckets: int = 65536, lo: int = 3, hi: int = 5, epochs: int = 10, seed: int = 0,
                  log: Callable[[str], None] = print) -> dict:
     """Fit a subword table to the model's word vectors and add it to the model directory in place
-    (subwords-SHA.npz, then the manifest, atomically); a table already there is replaced. Returns the
-    manifest's new "subwords" entry."""
-    import json
-
-    from dupfinder.atomic import write_atomic
-    from dupfinder.model.files import load_numpy_weights, read_json, read_model_dir
+    (`write_subwords`). Returns the manifest's new "subwords" entry."""
+    from dupfinder.model.files import load_numpy_weights, read_model_dir
 
     if buckets < 1 or epochs < 1 or not 1 <= lo <= hi:
         raise ValueError("buckets and epochs must be at least 1, and 1 <= lo <= hi")
@@ -184,14 +187,23 @@ def add_subwords(model_dir: str | Path, buckets: int = 65536, lo: int = 3, hi: i
     weights = load_numpy_weights(files)
     if weights is None:
         raise ModelError(f"{files.path} has no weights.npz; subwords need a format 2 model")
-    embed = weights["embed.weight"].astype(np.float32)
-    sub, record = fit_subwords(files.vocab.itos, embed, buckets, lo, hi, epochs, seed, log=log)
+    sub, record = fit_subwords(files.vocab.itos, weights["embed.weight"].astype(np.float32), buckets, lo, hi, epochs, seed, log=log)
     log(f"subwords: held-out words' median cosine to their learned vectors {record['median_cosine']} "
         f"(<unk>'s vector: {record['unk_median_cosine']})")
+    return write_subwords(files, sub, record)
+
+
+def write_subwords(files, sub: Subwords, record: dict) -> dict:
+    """Add `sub` (with its `fit_subwords` record) to the model directory `files` (a ModelFiles):
+    subwords-SHA.npz, then the manifest, atomically; a table already there is replaced and the
+    fingerprint becomes the encoder's extended by the table. Returns the manifest's new "subwords" entry."""
+    import json
+
+    from dupfinder.atomic import write_atomic
+
     data = subwords_bytes(sub)
     sha = hashlib.sha256(data).hexdigest()
-    manifest_path = files.path / "manifest.json"
-    manifest = read_json(manifest_path)
+    manifest = dict(files.manifest)
     encoder_fingerprint = (manifest.get("subwords") or {}).get("encoder_fingerprint", manifest["fingerprint"])
     name = f"subwords-{sha[:12]}.npz"  # a new name: the manifest names the old file until it is replaced
     entry = {"file": name, "sha256": sha, "encoder_fingerprint": encoder_fingerprint, **record}
@@ -199,7 +211,7 @@ def add_subwords(model_dir: str | Path, buckets: int = 65536, lo: int = 3, hi: i
     manifest["fingerprint"] = subwords_fingerprint(encoder_fingerprint, sha)
     try:
         write_atomic(files.path / name, data)
-        write_atomic(manifest_path, json.dumps(manifest, indent=2).encode())
+        write_atomic(files.path / "manifest.json", json.dumps(manifest, indent=2).encode())
     except OSError as e:
         raise ModelError(f"cannot write to {files.path}: {e.strerror or e}; copy the model somewhere writable") from None
     for old in files.path.glob("subwords-*.npz"):
