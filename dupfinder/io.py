@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from dupfinder.errors import DupfinderError, InputError
+from dupfinder.json_lines import SUFFIXES as JSON_SUFFIXES
 from dupfinder.knn import UnionFind
 from dupfinder.text import normalize
 
@@ -99,14 +100,14 @@ def read_table(path: str | Path, report: ReadReport | None = None) -> tuple[list
     Rows whose field count differs from the header's, and lines that are not JSON objects, are
     skipped and counted.
     """
-    from dupfinder.json_lines import json_lines_table, looks_like_json_lines
+    from dupfinder.json_lines import json_lines_table
 
     name = str(path)
     report = report or ReadReport(name)
     text = decode(read_bytes(path), report)
     if not text.strip():
         raise InputError(f"{name} is empty")
-    if looks_like_json_lines(name, text):
+    if is_json_lines(name, text):
         header, rows = json_lines_table(text, report)
         report.rows += len(rows)
         return header, rows, report
@@ -262,7 +263,8 @@ def duplicate_clusters(pairs: Pairs) -> dict[int, int]:
     return dict(zip(qids.tolist(), qids[sets.roots()].tolist()))
 
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json")
+CSV_SUFFIXES = (".csv", ".tsv", ".tab")
+TABLE_SUFFIXES = CSV_SUFFIXES + JSON_SUFFIXES
 TEXT_SUFFIXES = (".txt", ".text")
 TEXT_COLUMNS = ("question", "text", "title", "body")
 ID_COLUMNS = ("id", "qid", "question_id")
@@ -289,6 +291,14 @@ class Questions:
         return len(self.texts)
 
 
+def is_json_lines(name: str, text: str) -> bool:
+    """JSON lines by the file's name, or for a name of no known kind (stdin) by a first `{`."""
+    base = name.lower().removesuffix(".gz")
+    if base.endswith(JSON_SUFFIXES):
+        return True
+    return not base.endswith(CSV_SUFFIXES + TEXT_SUFFIXES) and text.lstrip()[:1] == "{"
+
+
 def file_kind(path: str | Path) -> str:
     """'table', 'lines', or 'sniff' (stdin: decided from the first line) from the file name."""
     name = str(path).lower().removesuffix(".gz")
@@ -310,7 +320,7 @@ def load_questions(path: str | Path, text_column: str | None = None, id_column: 
     column is `--id-column`, else id/qid/question_id if present. A pairs file gives its unique
     questions keyed by qid1/qid2. Plain text is one question per line.
     """
-    from dupfinder.json_lines import json_lines_table, looks_like_json_lines
+    from dupfinder.json_lines import json_lines_table
 
     name = str(path)
     report = ReadReport(name)
@@ -320,7 +330,7 @@ def load_questions(path: str | Path, text_column: str | None = None, id_column: 
         if not text.strip():
             raise InputError(f"{name} is empty")
         first = text.split("\n", 1)[0]
-        if looks_like_json_lines(name if kind == "table" else "", text):
+        if is_json_lines(name, text):
             header, rows = json_lines_table(text, report)
             return _questions_from_table(iter([header, *rows]), name, report, text_column, id_column)
         if kind == "sniff":

@@ -1,7 +1,7 @@
 """JSON lines read as a table: one object per line, its keys the columns (first seen first).
 
-`io.read_table` hands a file here when its name ends in .jsonl, .ndjson or .json (optionally .gz),
-or when a file of no known kind (stdin) begins with `{`. Values become the strings a CSV cell would hold (true/false
+`io` hands a file here when its name ends in .jsonl, .ndjson or .json (optionally .gz), or when a
+file of no known kind (stdin) begins with `{` (`io.is_json_lines`). Values become the strings a CSV cell would hold (true/false
 lower-case, numbers as written, null as empty). A line that is not a JSON object is skipped and
 counted, as a CSV row with the wrong number of fields is.
 """
@@ -12,17 +12,7 @@ import json
 
 from dupfinder.errors import InputError
 
-SUFFIXES = (".jsonl", ".ndjson", ".json")
-
-
-OTHER_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".text")
-
-
-def looks_like_json_lines(name: str, text: str) -> bool:
-    base = name.lower().removesuffix(".gz")
-    if base.endswith(SUFFIXES):
-        return True
-    return not base.endswith(OTHER_SUFFIXES) and text.lstrip()[:1] == "{"
+SUFFIXES = (".jsonl", ".ndjson", ".json")  # what `io` reads as JSON lines by the file's name
 
 
 def cell(value) -> str:
