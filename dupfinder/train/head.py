@@ -263,6 +263,7 @@ def train_verdict(model_dir: str | Path, train_file: str | Path, config: HeadCon
                         np.r_[ps_tr.label, w_ps.label])
     weights, mean, std, history = train_head(vectors, ps_tr, ps_va, config, log)
     from dupfinder.verdict.head import PairHead
+    from dupfinder.verdict.rewording import pairs_record as rewording_record
 
     head = PairHead(weights, mean, std, feat, 0.5)
     u, v = vectors[ps_cal.a], vectors[ps_cal.b]
@@ -278,6 +279,7 @@ def train_verdict(model_dir: str | Path, train_file: str | Path, config: HeadCon
         "calibration": {"validation_pairs": int(len(ps_va.label)), "held_out_training_pairs": int(hold.sum())},
         "training": {"file": Path(train_file).name, "sha256": _sha256(train_file), "pairs": int(len(ps_tr.label)),
                      "seconds": round(time.time() - t0, 1), "history": history},
+        "rewording": {**rewording_record(pairs, encoder.text_config), "file": Path(train_file).name},
     }
     entry = save_head(model_dir, head_arrays(weights, mean, std, feat.idf, feat.idf_unknown), threshold, record)
     log(f"head: threshold {threshold:.4f} (validation balanced accuracy {best['balanced_accuracy']:.4f}, ROC-AUC {best['roc_auc']:.4f}), "

@@ -123,9 +123,31 @@ def setup_wordnet(dest: str, source: str = "/usr/share/wordnet") -> str:
     return str(target)
 
 
+def attribute_lines(wn) -> list[str]:
+    """WordNet's attribute relation as `adjective TAB noun,noun` lines (old -> age): the nouns name
+    what the adjective measures. One-word lemmas only; adjectives and nouns in WordNet's order."""
+    table: dict[str, list[str]] = {}
+    for synset in wn.all_synsets("n"):
+        nouns = [n for n in (lemma.name().lower() for lemma in synset.lemmas()) if _ALPHA.match(n)]
+        for adjective in synset.attributes():
+            for lemma in adjective.lemmas():
+                a = lemma.name().lower()
+                if _ALPHA.match(a):
+                    table.setdefault(a, [])
+                    table[a] += [n for n in nouns if n not in table[a]]
+    return [f"{a}\t{','.join(nouns)}" for a, nouns in sorted(table.items()) if nouns]
+
+
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 3 or sys.argv[1] != "--setup":
-        sys.exit("usage: python -m dupfinder.train.wordnet_pairs --setup NLTK_DATA_DIR")
-    print(setup_wordnet(sys.argv[2]))
+    if len(sys.argv) != 3 or sys.argv[1] not in ("--setup", "--attributes"):
+        sys.exit("usage: python -m dupfinder.train.wordnet_pairs --setup NLTK_DATA_DIR | --attributes OUT_TSV")
+    if sys.argv[1] == "--setup":
+        print(setup_wordnet(sys.argv[2]))
+    else:
+        from pathlib import Path
+
+        header = "# WordNet 3.0's attribute relation (adjective -> nouns), written by python -m dupfinder.train.wordnet_pairs --attributes\n"
+        Path(sys.argv[2]).write_text(header + "\n".join(attribute_lines(wordnet())) + "\n", encoding="utf-8")
+        print(sys.argv[2])

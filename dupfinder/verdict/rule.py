@@ -56,6 +56,7 @@ class Verdict:
         but "cosine"."""
         from dupfinder.errors import ModelError
         from dupfinder.verdict.head import load_encoder_head
+        from dupfinder.verdict.rewording import load_encoder_rewordings
         from dupfinder.verdict.verifier import load_encoder_verifier
 
         if mode not in MODES:
@@ -69,8 +70,8 @@ class Verdict:
                 raise ModelError(f"{getattr(encoder, 'path', 'the model')} has no verdict stage; train one with "
                                  f"`dupfinder train-verdict MODEL_DIR TRAIN_FILE`, or use --verdict cosine")
             return cls(float(encoder.threshold) if override is None else float(override), "model" if override is None else "option", None, note)
-        if mode == "auto":  # the interaction verifier where the model has one
-            head = load_encoder_verifier(encoder, head) or head
+        if mode == "auto":  # the interaction verifier and the rewording rule where the model has them
+            head = load_encoder_rewordings(encoder, load_encoder_verifier(encoder, head) or head)
         else:  # the head alone, at its own threshold
             head.threshold = float((encoder.manifest["verdict"].get("verifier") or {}).get("head_threshold", head.threshold))
         return cls(head.threshold if override is None else float(override), "model" if override is None else "option", head)
