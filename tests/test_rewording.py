@@ -42,9 +42,11 @@ def test_attributes_come_from_wordnet_and_apply_only_with_the_noun_on_the_other_
 
 def test_class_rates_count_labels_per_class():
     record = class_rates([("Can you help me?", "Could you help me?", 1), ("Can u help me?", "Can you help me?", 0),
-                          ("Is A bigger than B?", "Is B bigger than A?", 1), ("Where is it?", "When is it?", 0)])
+                          ("Is A bigger than B?", "Is B bigger than A?", 1), ("Where is it?", "When is it?", 0)], min_pairs=1)
     assert record["pairs"] == {"same": 2, "reorder": 1} and record["rates"] == {"same": 0.5, "reorder": 1.0}
     assert record["of_pairs"] == 4
+    few = class_rates([("Can you help me?", "Could you help me?", 1)])  # one pair says nothing about a class
+    assert few["pairs"]["same"] == 1 and few["rates"] == {}
 
 
 class _Flat:
@@ -93,3 +95,20 @@ def test_add_rewording_stores_the_rates_and_every_command_uses_them(tiny_model, 
     other = ("How do I learn python?", "Where can I buy a cheap laptop?")
     assert engine.similarity(*other)["score"] == pytest.approx(plain.similarity(*other)["score"])
     assert Engine(load_encoder(model), verdict="head").verdict.head.__class__.__name__ != "Rewordings"
+
+
+def test_train_rewording_command_adds_the_record_and_reports_bad_input(tiny_model, pairs_file, tmp_path):
+    from click.testing import CliRunner
+
+    from dupfinder.cli import cli
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    result = CliRunner().invoke(cli, ["train-rewording", str(model), str(pairs_file)])
+    assert result.exit_code == 1 and "no verdict stage" in result.output  # no head yet
+    add_random_head(model)
+    result = CliRunner().invoke(cli, ["train-rewording", str(model), str(pairs_file)])
+    assert result.exit_code == 0, result.output
+    assert "rewording" in json.loads((model / "manifest.json").read_text())["verdict"]
+    result = CliRunner().invoke(cli, ["train-rewording", str(model), str(tmp_path / "missing.csv")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "Error" in result.output

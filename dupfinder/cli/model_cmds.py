@@ -238,3 +238,21 @@ def encoder_threshold(model_dir) -> float:
     from dupfinder.model.files import read_json
 
     return float(read_json(Path(model_dir) / "manifest.json")["verdict"]["threshold"])
+
+
+@cli.command("train-rewording")
+@click.argument("model_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("train_file", type=str)
+def train_rewording_cmd(model_dir, train_file):
+    """Measure the rewording rule's duplicate rates on a labeled pairs file, into a model's verdict.
+
+    Pairs that read the same after auxiliaries (do, can, is, ...), second-person forms (you, u,
+    thou, ...), articles and inflections are mapped, or that differ only in word order, are
+    duplicates with at least their class's rate in TRAIN_FILE. train-verdict measures the rates
+    itself; this adds them to a model trained before. No PyTorch needed; the fingerprint stays.
+
+    Example: dupfinder train-rewording models/mine train.csv.gz
+    """
+    from dupfinder.verdict.rewording import add_rewording
+
+    add_rewording(model_dir, train_file, log=log)

@@ -28,6 +28,7 @@ AUXILIARIES = frozenset("do does can could should would will shall is are am 's 
 SECOND_PERSON = frozenset("you your yours yourself yourselves u ur ya ye thou thee thy thine".split())
 ARTICLES = frozenset("the a an".split())
 CLASSES = ("same", "reorder")  # equal canonical lists; equal as multisets only
+MIN_PAIRS = 100  # labeled pairs a class needs before its duplicate rate is used
 ATTRIBUTES_FILE = Path(__file__).with_name("attributes.tsv")
 _WORD = re.compile(r"\w")
 
@@ -84,8 +85,9 @@ def reworded(a: Sequence[str], b: Sequence[str]) -> str | None:
     return None
 
 
-def class_rates(pairs: Iterable[tuple[str, str, int]], config: TextConfig | None = None) -> dict:
-    """The duplicate rate of each rewording class over labeled pairs: the manifest's record."""
+def class_rates(pairs: Iterable[tuple[str, str, int]], config: TextConfig | None = None, min_pairs: int = MIN_PAIRS) -> dict:
+    """The duplicate rate of each rewording class over labeled pairs: the manifest's record. A class
+    seen in fewer than `min_pairs` pairs gets no rate (the rule then leaves its pairs alone)."""
     counts = {c: [0, 0] for c in CLASSES}
     total = 0
     for q1, q2, label in pairs:
@@ -94,7 +96,7 @@ def class_rates(pairs: Iterable[tuple[str, str, int]], config: TextConfig | None
         if c is not None:
             counts[c][0] += 1
             counts[c][1] += int(label)
-    return {"rates": {c: round(d / n, 4) for c, (n, d) in counts.items() if n},
+    return {"rates": {c: round(d / n, 4) for c, (n, d) in counts.items() if n >= max(min_pairs, 1)},
             "pairs": {c: n for c, (n, _) in counts.items()}, "duplicates": {c: d for c, (_, d) in counts.items()},
             "of_pairs": total}
 
@@ -127,7 +129,8 @@ def add_rewording(model_dir, train_file, log=print) -> dict:
     except OSError as e:
         raise ModelError(f"cannot write {path}: {e.strerror or e}; copy the model somewhere writable") from None
     log(f"rewordings in {record['of_pairs']:,} pairs: " + ", ".join(
-        f"{c} {record['pairs'][c]:,} ({record['rates'].get(c, 0):.1%} duplicates)" for c in CLASSES))
+        f"{c} {record['pairs'][c]:,} ({record['rates'][c]:.1%} duplicates)" if c in record["rates"]
+        else f"{c} {record['pairs'][c]:,} (under {MIN_PAIRS}: not used)" for c in CLASSES))
     return record
 
 
