@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from dupfinder.engine import Engine, load_encoder
+from dupfinder.text import tokenize
 from dupfinder.verdict.rewording import (Rewordings, add_rewording, attributes, canonical, class_rates,
-                                         load_encoder_rewordings, reworded, words)
+                                         load_encoder_rewordings, reworded, reworded_questions, text_words)
 
 from test_verdict import add_random_head
 
@@ -25,12 +26,16 @@ from test_verdict import add_random_head
     ("How tall are you?", "What is your height?", "reorder"),  # WordNet: tall measures height
     ("How tall are you?", "What is your weight?", None),
     ("Where do you live?", "Where did you live?", None),  # tense is not an auxiliary swap
+    ("Why don't I sleep?", "Why do I sleep?", None),  # a negation never drops out
+    ("Why don't I sleep?", "Why do I not sleep?", "reorder"),
     ("Is Paris bigger than Rome?", "Is Rome bigger than Paris?", "reorder"),
     ("", "Can you help me?", None),
 ])
 def test_rewording_classes(a, b, kind):
-    assert reworded(words(a), words(b)) == kind
-    assert reworded(words(b), words(a)) == kind  # symmetric
+    assert reworded(text_words(a), text_words(b)) == kind
+    assert reworded(text_words(b), text_words(a)) == kind  # symmetric
+    qa, qb = _Q(a), _Q(b)
+    assert reworded_questions(qa, qb) == kind and reworded_questions(qb, qa) == kind  # the stage's fast path
 
 
 def test_attributes_come_from_wordnet_and_apply_only_with_the_noun_on_the_other_side():
@@ -49,6 +54,13 @@ def test_class_rates_count_labels_per_class():
     assert few["pairs"]["same"] == 1 and few["rates"] == {}
 
 
+class _Q:
+    """A question as the verdict stage reads it, as far as the rule looks (its text_tokens)."""
+
+    def __init__(self, text):
+        self.text_tokens = tuple(tokenize(text))
+
+
 class _Flat:
     """A stand-in stage scoring every pair 0.1 (the rule's effect is then plain to see)."""
 
@@ -57,18 +69,14 @@ class _Flat:
     class featurizer:  # noqa: N801
         @staticmethod
         def questions(texts):
-            return [type("Q", (), {})() for _ in texts]
-
-        @staticmethod
-        def question(text):
-            return type("Q", (), {})()
+            return [_Q(t) for t in texts]
 
     def score(self, u, v, a, b):
         return np.full(len(a), 0.1)
 
 
 def test_the_rule_raises_rewordings_to_their_rate_and_leaves_other_pairs():
-    rule = Rewordings(_Flat(), {"same": 0.9, "reorder": 0.7}, None)
+    rule = Rewordings(_Flat(), {"same": 0.9, "reorder": 0.7})
     qs = rule.featurizer.questions(["Can u help me?", "Could you help me?", "Is A bigger than B?", "Is B bigger than A?", "Where is it?"])
     p = rule.score(None, None, [qs[0], qs[2], qs[4]], [qs[1], qs[3], qs[1]])
     assert p.tolist() == [0.9, 0.7, 0.1] and rule.raised == 2

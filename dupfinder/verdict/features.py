@@ -66,6 +66,8 @@ class QuestionText:
     first: str
     length: int  # words, repeats included
     stem_keys: np.ndarray | None = None  # (s,) int64 hashes of the distinct stems
+    text_tokens: tuple = ()  # every token in order, punctuation too (the rewording rule reads them)
+    rewording: tuple | None = None  # the rewording rule's reading of them, filled on first use
 
 
 def _key(word: str, i: int) -> int:
@@ -98,30 +100,31 @@ class TextFeaturizer:
         vocabulary id, key and stem come from the lexicon, worked out the first time it is seen:
         a search reads its question and hits, some 60 words, mostly seen before."""
         lexicon = self._lexicon
-        read = []  # per text: {word: (id, key, stem, stem key)} in order of first use, and the words with repeats
+        read = []  # per text: {word: (id, key, stem, stem key)} in order of first use, the words with repeats, the tokens
         for text in texts:
             entries, n_all = {}, 0
-            for t in tokenize(text, self.text_config):
+            tokens = tokenize(text, self.text_config)
+            for t in tokens:
                 e = lexicon.get(t)
                 if e is None:
                     e = self._entry(t)
                 if e:  # a word, not punctuation
                     n_all += 1
                     entries.setdefault(t, e)
-            read.append((entries, n_all))
-        flat = [e for entries, _ in read for e in entries.values()]
+            read.append((entries, n_all, tokens))
+        flat = [e for entries, _, _ in read for e in entries.values()]
         ids = np.array([e[0] for e in flat], np.int64)  # (W,)
         keys = np.array([e[1] for e in flat], np.int64)
         idf = self.idf[ids]
         idf[ids == UNK_ID] = self.idf_unknown
         emb = self.embed[ids]  # (W, E)
         out, start = [], 0
-        for entries, n_all in read:
+        for entries, n_all, tokens in read:
             end = start + len(entries)
             words = list(entries)
             stems = {e[2]: e[3] for e in entries.values()}
             out.append(QuestionText(words, keys[start:end], idf[start:end], emb[start:end], frozenset(stems), words[0] if words else "",
-                                    n_all, np.array(list(stems.values()), np.int64)))
+                                    n_all, np.array(list(stems.values()), np.int64), tuple(tokens)))
             start = end
         if len(lexicon) > _LEXICON_SIZE:  # unknown words pile up in a server that runs for months
             lexicon.clear()

@@ -27,6 +27,7 @@ from dupfinder.verdict.features import stem
 AUXILIARIES = frozenset("do does can could should would will shall is are am 's 're 'm".split())
 SECOND_PERSON = frozenset("you your yours yourself yourselves u ur ya ye thou thee thy thine".split())
 ARTICLES = frozenset("the a an".split())
+NEGATIONS = frozenset("n't not".split())  # "don't" and "do not" read alike; a negation never drops out
 CLASSES = ("same", "reorder")  # equal canonical lists; equal as multisets only
 MIN_PAIRS = 100  # labeled pairs a class needs before its duplicate rate is used
 ATTRIBUTES_FILE = Path(__file__).with_name("attributes.tsv")
@@ -44,9 +45,38 @@ def attributes() -> dict[str, tuple[str, ...]]:
     return table
 
 
-def words(text: str, config: TextConfig | None = None) -> tuple[str, ...]:
-    """The question's words (tokens with a word character), lowercased as the model reads them."""
-    return tuple(t for t in tokenize(text, config) if _WORD.search(t))
+_FORMS: dict[str, str | None] = {}  # token -> its canonical form; None: not a word or an article (dropped)
+_FORMS_SIZE = 300_000  # tokens remembered before starting again (unknown words pile up in a server)
+
+
+def form(token: str) -> str | None:
+    """A token's canonical form, or None where it drops out (punctuation, articles); remembered."""
+    f = _FORMS.get(token, False)
+    if f is False:
+        if not _WORD.search(token) or token in ARTICLES:
+            f = None
+        elif token in AUXILIARIES:
+            f = "<aux>"
+        elif token in NEGATIONS:
+            f = "not"
+        elif token in SECOND_PERSON:
+            f = "<you>"
+        else:
+            f = stem(token)
+        if len(_FORMS) > _FORMS_SIZE:
+            _FORMS.clear()
+        _FORMS[token] = f
+    return f
+
+
+def words(tokens: Sequence[str]) -> tuple[str, ...]:
+    """The tokens with a word character ("n't" and "'s" too), in order: what the rule compares."""
+    return tuple(t for t in tokens if _WORD.search(t))
+
+
+def text_words(text: str, config: TextConfig | None = None) -> tuple[str, ...]:
+    """`words` of a question's tokens, read with the model's text settings."""
+    return words(tokenize(text, config))
 
 
 def canonical(own: Sequence[str], other: Iterable[str]) -> list[str]:
@@ -63,12 +93,9 @@ def canonical(own: Sequence[str], other: Iterable[str]) -> list[str]:
                 out += ["what", noun]
                 i += 2
                 continue
-        if w in AUXILIARIES:
-            out.append("<aux>")
-        elif w in SECOND_PERSON:
-            out.append("<you>")
-        elif w not in ARTICLES:
-            out.append(stem(w))
+        f = form(w)
+        if f is not None:
+            out.append(f)
         i += 1
     return out
 
@@ -92,7 +119,7 @@ def class_rates(pairs: Iterable[tuple[str, str, int]], config: TextConfig | None
     total = 0
     for q1, q2, label in pairs:
         total += 1
-        c = reworded(words(q1, config), words(q2, config))
+        c = reworded(text_words(q1, config), text_words(q2, config))
         if c is not None:
             counts[c][0] += 1
             counts[c][1] += int(label)
@@ -134,24 +161,40 @@ def add_rewording(model_dir, train_file, log=print) -> dict:
     return record
 
 
-class _Reader:
-    """The wrapped stage's question reader, keeping each question's words for the rewording test."""
+def _prepared(q) -> tuple:
+    """(canonical words without "how ADJ", the same sorted, whether "how ADJ" occurs) of a question
+    the verdict stage read (its `text_tokens`), worked out once per question."""
+    r = getattr(q, "rewording", None)
+    if r is None:
+        tokens = q.text_tokens
+        known = _FORMS.get
+        plain = []
+        for t in tokens:
+            f = known(t, False)
+            if f is False:
+                f = form(t)
+            if f is not None:
+                plain.append(f)
+        plain = tuple(plain)
+        how = False
+        if "how" in tokens:
+            w = words(tokens)
+            table = attributes()
+            how = any(a == "how" and b in table for a, b in zip(w, w[1:]))
+        r = q.rewording = (plain, tuple(sorted(plain)), how)
+    return r
 
-    def __init__(self, featurizer, config: TextConfig):
-        self._featurizer, self._config = featurizer, config
 
-    def _keep(self, q, text: str):
-        q.rewording_words = words(text, self._config)
-        return q
-
-    def question(self, text: str):
-        return self._keep(self._featurizer.question(text), text)
-
-    def questions(self, texts: Sequence[str]) -> list:
-        return [self._keep(q, t) for q, t in zip(self._featurizer.questions(texts), texts)]
-
-    def __getattr__(self, name):
-        return getattr(self._featurizer, name)
+def reworded_questions(qa, qb) -> str | None:
+    """`reworded` of two questions the verdict stage read: equal lengths first (reading "how ADJ"
+    as "what NOUN" keeps a question's length), then "how ADJ" only where a question has it."""
+    pa, sa, how_a = _prepared(qa)
+    pb, sb, how_b = _prepared(qb)
+    if len(pa) != len(pb) or not pa:
+        return None
+    if how_a or how_b:
+        return reworded(words(qa.text_tokens), words(qb.text_tokens))
+    return "same" if pa == pb else "reorder" if sa == sb else None
 
 
 class Rewordings:
@@ -159,13 +202,12 @@ class Rewordings:
     pairs that are rewordings of each other. Used wherever the stage is (`featurizer`, `score`,
     `threshold`, `cosine_floor`, `kind`)."""
 
-    def __init__(self, stage, rates: dict[str, float], config: TextConfig):
+    def __init__(self, stage, rates: dict[str, float]):
         self.stage = stage
         self.rates = {c: float(r) for c, r in rates.items() if c in CLASSES}
-        self.featurizer = _Reader(stage.featurizer, config)
         self.raised = 0  # pairs whose score the rule raised (benchmarks)
 
-    def __getattr__(self, name):  # kind, cosine_floor, calls, ... of the wrapped stage
+    def __getattr__(self, name):  # featurizer, kind, cosine_floor, calls, ... of the wrapped stage
         return getattr(self.stage, name)
 
     @property
@@ -179,7 +221,7 @@ class Rewordings:
     def score(self, u: np.ndarray, v: np.ndarray, a: Sequence, b: Sequence) -> np.ndarray:
         p = np.asarray(self.stage.score(u, v, a, b), dtype=np.float64)
         for i, (qa, qb) in enumerate(zip(a, b)):
-            c = reworded(qa.rewording_words, qb.rewording_words)
+            c = reworded_questions(qa, qb)
             if c is not None and c in self.rates and p[i] < self.rates[c]:
                 p[i] = self.rates[c]
                 self.raised += 1
@@ -191,4 +233,4 @@ def load_encoder_rewordings(encoder, stage):
     record = (encoder.manifest.get("verdict") or {}).get("rewording")
     if not record:
         return stage
-    return Rewordings(stage, record["rates"], encoder.text_config)
+    return Rewordings(stage, record["rates"])
