@@ -41,7 +41,7 @@ def main() -> None:
     from dupfinder.engine import Engine, load_encoder
     from dupfinder.io import load_pairs
     from dupfinder.model.files import load_numpy_weights
-    from dupfinder.verdict.rewording import reworded, words
+    from dupfinder.verdict.rewording import reworded, text_words
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
@@ -58,7 +58,7 @@ def main() -> None:
     y = dev.label.astype(bool)
     on = np.array([r["duplicate"] for r in with_rule.similarities(pairs)])
     off = np.array([r["duplicate"] for r in without.similarities(pairs)])
-    dev_words = [(words(a, cfg), words(b, cfg)) for a, b in pairs]
+    dev_words = [(text_words(a, cfg), text_words(b, cfg)) for a, b in pairs]
     kinds = np.array([reworded(a, b) or "other" for a, b in dev_words])
     dev_classes = {k: {"pairs": int((kinds == k).sum()), "duplicates": int(y[kinds == k].sum()),
                        "stage_right": int((off == y)[kinds == k].sum()), "stage_with_rule_right": int((on == y)[kinds == k].sum())}
@@ -76,7 +76,7 @@ def main() -> None:
     subs = defaultdict(lambda: {"train_pairs": 0, "train_duplicates": 0, "dev_pairs": 0, "dev_duplicates": 0, "stage_right": 0})
     train = load_pairs(DATA / "train.csv.gz")
     for (a, b), label in zip(zip(train.texts(1), train.texts(2)), train.label.tolist()):
-        s = substitution(words(a, cfg), words(b, cfg))
+        s = substitution(text_words(a, cfg), text_words(b, cfg))
         if s:
             row = subs[cos_bin(s[0], s[1])]
             row["train_pairs"] += 1

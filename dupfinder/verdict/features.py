@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -103,7 +104,7 @@ class TextFeaturizer:
         read = []  # per text: {word: (id, key, stem, stem key)} in order of first use, the words with repeats, the tokens
         for text in texts:
             entries, n_all = {}, 0
-            tokens = tokenize(text, self.text_config)
+            tokens = tuple(map(sys.intern, tokenize(text, self.text_config)))  # one copy of each word, kept by many questions
             for t in tokens:
                 e = lexicon.get(t)
                 if e is None:
@@ -124,7 +125,7 @@ class TextFeaturizer:
             words = list(entries)
             stems = {e[2]: e[3] for e in entries.values()}
             out.append(QuestionText(words, keys[start:end], idf[start:end], emb[start:end], frozenset(stems), words[0] if words else "",
-                                    n_all, np.array(list(stems.values()), np.int64), tuple(tokens)))
+                                    n_all, np.array(list(stems.values()), np.int64), tokens))
             start = end
         if len(lexicon) > _LEXICON_SIZE:  # unknown words pile up in a server that runs for months
             lexicon.clear()
