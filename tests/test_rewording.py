@@ -120,3 +120,22 @@ def test_train_rewording_command_adds_the_record_and_reports_bad_input(tiny_mode
     assert "rewording" in json.loads((model / "manifest.json").read_text())["verdict"]
     result = CliRunner().invoke(cli, ["train-rewording", str(model), str(tmp_path / "missing.csv")])
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "Error" in result.output
+
+
+@pytest.mark.parametrize("damage", [{"rates": {"same": "high"}}, {"rates": {"same": 1.5}}, {"rates": None}, ["same"]])
+def test_a_damaged_rewording_entry_is_a_one_line_error(tiny_model, tmp_path, damage):
+    from click.testing import CliRunner
+
+    from dupfinder.cli import cli
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    add_random_head(model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["verdict"]["rewording"] = damage
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(cli, ["similarity", "Can you help?", "Could you help?", "--model", str(model)])
+    assert result.exit_code == 1 and result.output.startswith("Error:") and "rewording" in result.output
+    assert result.output.count("\n") == 1
+    ok = CliRunner().invoke(cli, ["similarity", "Can you help?", "Could you help?", "--model", str(model), "--verdict", "cosine"])
+    assert ok.exit_code == 0  # the cosine rule does not read the verdict stage

@@ -233,4 +233,10 @@ def load_encoder_rewordings(encoder, stage):
     record = (encoder.manifest.get("verdict") or {}).get("rewording")
     if not record:
         return stage
-    return Rewordings(stage, record["rates"])
+    rates = record.get("rates") if isinstance(record, dict) else None
+    if not isinstance(rates, dict) or not all(isinstance(r, (int, float)) and 0 <= r <= 1 for r in rates.values()):
+        from dupfinder.errors import ModelError
+
+        raise ModelError(f"{getattr(encoder, 'path', 'the model')}/manifest.json has a damaged verdict.rewording entry; "
+                         f"write it again with `dupfinder train-rewording MODEL_DIR TRAIN_FILE`")
+    return Rewordings(stage, rates)
