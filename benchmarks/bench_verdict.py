@@ -39,7 +39,7 @@ def pairs_block(engines: dict, dev, unseen: np.ndarray) -> dict:
 
     out = {}
     print(f"\n## dev pairs ({len(dev):,}; {int(unseen.sum()):,} unseen), at each rule's stored threshold")
-    print(f"{'rule':<8} {'thr':>7} | {'acc':>6} {'P':>6} {'R':>6} {'F1':>6} {'AUC':>6} | unseen {'acc':>6} {'AUC':>6} | s")
+    print(f"{'rule':<12} {'thr':>7} | {'acc':>6} {'P':>6} {'R':>6} {'F1':>6} {'AUC':>6} | unseen {'acc':>6} {'AUC':>6} | s")
     for name, engine in engines.items():
         t0 = time.perf_counter()
         s = engine.pair_scores(dev)
@@ -47,7 +47,7 @@ def pairs_block(engines: dict, dev, unseen: np.ndarray) -> dict:
         m = metrics_at(s, dev.label, engine.threshold)
         u = metrics_at(s[unseen], dev.label[unseen], engine.threshold)
         out[name] = {"threshold": engine.threshold, "all": m, "unseen": u, "seconds": round(seconds, 1)}
-        print(f"{name:<8} {engine.threshold:>7.4f} | {m['accuracy']:.4f} {m['precision']:.4f} {m['recall']:.4f} {m['f1']:.4f} "
+        print(f"{name:<12} {engine.threshold:>7.4f} | {m['accuracy']:.4f} {m['precision']:.4f} {m['recall']:.4f} {m['f1']:.4f} "
               f"{m['roc_auc']:.4f} |        {u['accuracy']:.4f} {u['roc_auc']:.4f} | {seconds:.0f}")
     return out
 
@@ -61,7 +61,7 @@ def named_block(engines: dict) -> dict:
             rows.append({"question1": a, "question2": b, "want": want, "score": r["score"], "duplicate": r["duplicate"],
                          "right": r["duplicate"] == want})
         out[name] = {"right": sum(r["right"] for r in rows), "pairs": rows}
-        print(f"{name:<8} {out[name]['right']}/{len(rows)}  " + "  ".join(
+        print(f"{name:<12} {out[name]['right']}/{len(rows)}  " + "  ".join(
             f"{r['score']:.3f}{'*' if r['right'] else ''}" for r in rows))
     return out
 
@@ -85,7 +85,7 @@ def dedup_block(engines: dict, dev) -> dict:
         sizes = np.bincount(res.cluster)
         out[name] = {"pairwise": pm, "largest_cluster": int(sizes.max()), "clusters": int(len(sizes)), "seconds": round(seconds, 1),
                      "stats": res.stats}
-        print(f"{name:<8} P {pm['precision']:.4f} R {pm['recall']:.4f} F1 {pm['f1']:.4f}  largest {sizes.max()}  {seconds:.1f} s")
+        print(f"{name:<12} P {pm['precision']:.4f} R {pm['recall']:.4f} F1 {pm['f1']:.4f}  largest {sizes.max()}  {seconds:.1f} s")
     return out
 
 
@@ -153,6 +153,11 @@ def main() -> None:
         del engines["stage"]
     elif engines["stage"].verdict.kind == "head+verifier":  # the head alone too, for comparison
         engines = {"stage": engines["stage"], "head": Engine(encoder, verdict="head"), "cosine": engines["cosine"]}
+    stage = engines.get("stage")
+    if stage is not None and hasattr(stage.verdict.head, "rates"):
+        bare = Engine(load_encoder(args.model), verdict="auto")  # the same stage without the rewording rule
+        bare.verdict.head.rates.clear()
+        engines = {"stage": engines["stage"], "no-rewording": bare, **{k: v for k, v in engines.items() if k != "stage"}}
     dev = load_pairs(DATA / "dev.csv")
     unseen = unseen_mask(dev, DATA / "train.csv.gz")
     record = {"environment": env, "model": str(encoder.path), "fingerprint": encoder.fingerprint,

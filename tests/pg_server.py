@@ -186,3 +186,29 @@ class PgServer:
 
     def __exit__(self, *exc) -> None:
         self.cleanup()
+
+
+def probe() -> str | None:
+    """None when these binaries' pgvector computes a 256-d inner product here; else the server log's
+    line on the backend that died. A prebuilt pgvector may use instructions this CPU lacks: its
+    backend then dies of SIGILL. Any other failure is raised: it is not the CPU's."""
+    with PgServer() as server:
+        v = "[" + ",".join(["0.5"] * 256) + "]"
+        try:
+            server.psql(f"CREATE EXTENSION IF NOT EXISTS vector; SELECT '{v}'::vector <#> '{v}'::vector")
+            return None
+        except RuntimeError:
+            died = [line for line in server.log.read_text().splitlines() if "terminated by signal" in line]
+            if not died:
+                raise
+            return died[0]
+
+
+if __name__ == "__main__":  # python tests/pg_server.py --probe: exit 0 if pgvector works on this CPU
+    import sys
+
+    if sys.argv[1:] != ["--probe"]:
+        sys.exit("usage: python tests/pg_server.py --probe")
+    why = probe()
+    print(f"{binaries()}: pgvector works here" if why is None else f"{binaries()}: pgvector fails here: {why}")
+    sys.exit(0 if why is None else 3)
