@@ -40,3 +40,16 @@ def test_a_reworded_short_question_is_a_duplicate():
     """The first named example: different words, same question."""
     enc = dupfinder.load_model()
     assert enc.similarity("How old are you?", "What is your age?") > enc.threshold
+
+
+def test_the_shipped_stage_has_the_rewording_rule():
+    """Rates measured on the training file; a rewording is a duplicate, a changed entity stays not."""
+    from dupfinder.engine import Engine, load_encoder
+
+    rates = load_encoder().manifest["verdict"]["rewording"]["rates"]
+    assert 0.5 < rates["reorder"] < rates["same"] < 1
+    engine = Engine(load_encoder())
+    assert engine.verdict.head.__class__.__name__ == "Rewordings"
+    reworded = engine.similarity("Could u recommend a laptop for programming?", "Can you recommend a laptop for programming?")
+    assert reworded["duplicate"] and reworded["score"] >= rates["same"]
+    assert not engine.similarity("What is the capital of France?", "What is the capital of Germany?")["duplicate"]
