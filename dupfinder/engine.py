@@ -131,6 +131,9 @@ def set_threads(threads: int | None) -> None:
         import faiss
 
         faiss.omp_set_num_threads(threads)
+        from dupfinder.verdict.verifier import set_threads as set_verifier_threads
+
+        set_verifier_threads(threads)
 
 
 class Engine:

@@ -168,3 +168,24 @@ def test_head_alone_and_calibrate_write_the_right_threshold(verifier_model, pair
     after = json.loads((model / "manifest.json").read_text())
     assert written["verdict"] == "head+verifier" and after["verdict"]["threshold"] == pytest.approx(written["threshold"])
     assert after["threshold"] == manifest["threshold"]  # the cosine tau is not touched
+
+
+def test_threads_score_a_large_batch_as_one_thread_does(verifier_model):
+    """Chunks on two threads at once (dedup --threads 2) give the very logits of one thread."""
+    from dupfinder.verdict import verifier as verifier_module
+
+    model, _ = verifier_model
+    cascade = Engine(load_encoder(model)).verdict.head
+    cascade = getattr(cascade, "stage", cascade)  # under the rewording rule where the model has one
+    v = cascade.verifier
+    texts = ["How do I learn python fast?", "What is the capital of France?", "How can I install Zorblax on linux?",
+             "Why is the sky blue during the day?", "Where can I buy a cheap laptop?"] * 40
+    a = [v.ids(t) for t in texts]
+    b = [v.ids(t) for t in texts[1:] + texts[:1]]
+    one = v.logits(a, b, chunk=8)
+    try:
+        verifier_module.set_threads(2)
+        two = v.logits(a, b, chunk=8)
+    finally:
+        verifier_module.set_threads(1)
+    assert np.array_equal(one, two)

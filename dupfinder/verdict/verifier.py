@@ -28,6 +28,26 @@ VERIFIER_FORMAT = 1
 ARRAYS = ("hashed", "enc1_w", "enc1_b", "enc2_w", "enc2_b", "align_w", "align_b", "fuse_w", "fuse_b",
           "pred1_w", "pred1_b", "pred2_w", "pred2_b")
 _NEG = np.float32(-1e9)
+THREADS = 1  # threads that score chunks of a large batch at once (dedup, evaluate): set_threads
+
+
+def _limits():
+    """threadpoolctl's limit on OpenBLAS's threads, or None without threadpoolctl (then the chunks
+    run one after another: two of them, each product on two threads, took as long as one thread)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return lambda n: threadpool_limits(limits=n, user_api="blas")
+
+
+_blas_limits = _limits()
+
+
+def set_threads(threads: int) -> None:
+    """Score a large batch's chunks on this many threads at once."""
+    global THREADS
+    THREADS = max(1, int(threads))
 
 
 def token_ids(text: str, vocab, text_config, n_hash: int) -> np.ndarray:
@@ -118,12 +138,23 @@ class Verifier:
         return np.where(mask[:, :, None], g, _NEG).max(axis=1)  # (n, h)
 
     def logits(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray], chunk: int = 256) -> np.ndarray:
-        """(n,) float32 logits of the token-id pairs (a[i], b[i]); symmetric in the two."""
+        """(n,) float32 logits of the token-id pairs (a[i], b[i]); symmetric in the two. Many chunks
+        run on `THREADS` threads at once, each product on its own thread (see `set_threads`)."""
         out = np.zeros(len(a), np.float32)
         order = np.argsort([max(len(x), len(y)) for x, y in zip(a, b)], kind="stable")  # little padding
-        for s in range(0, len(order), chunk):
-            idx = order[s : s + chunk]
+        chunks = [order[s : s + chunk] for s in range(0, len(order), chunk)]
+
+        def run(idx: np.ndarray) -> None:
             out[idx] = self._logits(pad_ids([a[i] for i in idx])[0], pad_ids([b[i] for i in idx])[0])
+
+        if THREADS > 1 and len(chunks) >= 2 * THREADS and _blas_limits is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with _blas_limits(1), ThreadPoolExecutor(THREADS) as pool:
+                list(pool.map(run, chunks))
+        else:
+            for idx in chunks:
+                run(idx)
         return out
 
     def _logits(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
