@@ -279,7 +279,7 @@ def train_verdict(model_dir: str | Path, train_file: str | Path, config: HeadCon
         "calibration": {"validation_pairs": int(len(ps_va.label)), "held_out_training_pairs": int(hold.sum())},
         "training": {"file": Path(train_file).name, "sha256": _sha256(train_file), "pairs": int(len(ps_tr.label)),
                      "seconds": round(time.time() - t0, 1), "history": history},
-        "rewording": {**rewording_record(pairs, encoder.text_config), "file": Path(train_file).name},
+        "rewording": rewording_record(pairs, encoder.text_config, Path(train_file).name),
     }
     entry = save_head(model_dir, head_arrays(weights, mean, std, feat.idf, feat.idf_unknown), threshold, record)
     log(f"head: threshold {threshold:.4f} (validation balanced accuracy {best['balanced_accuracy']:.4f}, ROC-AUC {best['roc_auc']:.4f}), "

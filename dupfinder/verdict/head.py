@@ -127,11 +127,10 @@ def load_encoder_head(encoder) -> PairHead | None:
     return load_head(encoder.path, encoder.manifest, encoder.vocab, encoder.text_config, embed)
 
 
-def write_head_threshold(model_dir: str | Path, calibration: dict) -> dict:
-    """Set the pair head's threshold (and its calibration record) in the manifest, atomically; the
-    cosine tau and the fingerprint stay as they are."""
+def update_verdict_entry(model_dir: str | Path, changes: dict, missing: str) -> dict:
+    """Set keys of the manifest's "verdict" entry, atomically; the cosine tau and the fingerprint stay
+    as they are. A model without a verdict stage is a ModelError ending in `missing` (what to do)."""
     import json
-    import math
 
     from dupfinder.atomic import write_atomic
     from dupfinder.model.files import read_json
@@ -139,14 +138,21 @@ def write_head_threshold(model_dir: str | Path, calibration: dict) -> dict:
     path = Path(model_dir) / "manifest.json"
     manifest = read_json(path)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("verdict"), dict):
-        raise ModelError(f"{path} names no verdict stage; calibrate with --verdict cosine")
-    threshold = float(calibration["threshold"])
-    if not math.isfinite(threshold):
-        raise ValueError(f"threshold must be finite, got {threshold}")
-    manifest["verdict"]["threshold"] = threshold
-    manifest["verdict"]["calibration"] = calibration
+        raise ModelError(f"{path} names no verdict stage; {missing}")
+    manifest["verdict"].update(changes)
     try:
         write_atomic(path, json.dumps(manifest, indent=2).encode())
     except OSError as e:
         raise ModelError(f"cannot write {path}: {e.strerror or e}; copy the model somewhere writable and use --model") from None
     return manifest
+
+
+def write_head_threshold(model_dir: str | Path, calibration: dict) -> dict:
+    """Set the pair head's threshold (and its calibration record) in the manifest, atomically."""
+    import math
+
+    threshold = float(calibration["threshold"])
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    return update_verdict_entry(model_dir, {"threshold": threshold, "calibration": calibration},
+                                "calibrate with --verdict cosine")

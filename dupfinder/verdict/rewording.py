@@ -128,33 +128,25 @@ def class_rates(pairs: Iterable[tuple[str, str, int]], config: TextConfig | None
             "of_pairs": total}
 
 
-def pairs_record(pairs, config: TextConfig | None = None) -> dict:
-    """`class_rates` of a loaded pairs file (dupfinder.io.Pairs)."""
-    return class_rates(zip(pairs.texts(1), pairs.texts(2), pairs.label.tolist()), config)
+def pairs_record(pairs, config: TextConfig | None = None, file: str | None = None) -> dict:
+    """`class_rates` of a loaded pairs file (dupfinder.io.Pairs), with the file's name."""
+    return {**class_rates(zip(pairs.texts(1), pairs.texts(2), pairs.label.tolist()), config), "file": file}
 
 
 def add_rewording(model_dir, train_file, log=print) -> dict:
     """Measure the rewording classes' duplicate rates on a labeled pairs file and store them in the
     model's verdict entry (the manifest, written atomically). Returns the record."""
-    import json
-
-    from dupfinder.atomic import write_atomic
     from dupfinder.engine import load_encoder
     from dupfinder.errors import ModelError
     from dupfinder.io import load_pairs
+    from dupfinder.verdict.head import update_verdict_entry
 
+    missing = "train one with `dupfinder train-verdict` first"
     encoder = load_encoder(model_dir)
-    if not isinstance(encoder.manifest.get("verdict"), dict):
-        raise ModelError(f"{model_dir} has no verdict stage; train one with `dupfinder train-verdict` first")
-    record = pairs_record(load_pairs(train_file), encoder.text_config)
-    record["file"] = Path(train_file).name
-    path = Path(model_dir) / "manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest["verdict"]["rewording"] = record
-    try:
-        write_atomic(path, json.dumps(manifest, indent=2).encode())
-    except OSError as e:
-        raise ModelError(f"cannot write {path}: {e.strerror or e}; copy the model somewhere writable") from None
+    if not isinstance(encoder.manifest.get("verdict"), dict):  # before the pairs file is read
+        raise ModelError(f"{model_dir} has no verdict stage; {missing}")
+    record = pairs_record(load_pairs(train_file), encoder.text_config, Path(train_file).name)
+    update_verdict_entry(model_dir, {"rewording": record}, missing)
     log(f"rewordings in {record['of_pairs']:,} pairs: " + ", ".join(
         f"{c} {record['pairs'][c]:,} ({record['rates'][c]:.1%} duplicates)" if c in record["rates"]
         else f"{c} {record['pairs'][c]:,} (under {MIN_PAIRS}: not used)" for c in CLASSES))

@@ -31,19 +31,6 @@ _NEG = np.float32(-1e9)
 THREADS = 1  # threads that score chunks of a large batch at once (dedup, evaluate): set_threads
 
 
-def _limits():
-    """threadpoolctl's limit on OpenBLAS's threads, or None without threadpoolctl (then the chunks
-    run one after another: two of them, each product on two threads, took as long as one thread)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return lambda n: threadpool_limits(limits=n, user_api="blas")
-
-
-_blas_limits = _limits()
-
-
 def set_threads(threads: int) -> None:
     """Score a large batch's chunks on this many threads at once."""
     global THREADS
@@ -147,10 +134,13 @@ class Verifier:
         def run(idx: np.ndarray) -> None:
             out[idx] = self._logits(pad_ids([a[i] for i in idx])[0], pad_ids([b[i] for i in idx])[0])
 
-        if THREADS > 1 and len(chunks) >= 2 * THREADS and _blas_limits is not None:
+        if THREADS > 1 and len(chunks) >= 2 * THREADS:
             from concurrent.futures import ThreadPoolExecutor
 
-            with _blas_limits(1), ThreadPoolExecutor(THREADS) as pool:
+            from threadpoolctl import threadpool_limits
+
+            # one OpenBLAS thread per worker: two workers whose products each took both cores ran no faster than one
+            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(THREADS) as pool:
                 list(pool.map(run, chunks))
         else:
             for idx in chunks:
