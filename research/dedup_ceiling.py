@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,9 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "research"))
-from common import environment, print_environment, set_threads  # noqa: E402
+from common import set_threads  # noqa: E402
 from dedup_linkage import DATA, labeled_metrics, pairwise_metrics  # noqa: E402
-from dedup_stack import PairCache, Rule, load_set  # noqa: E402
+from dedup_stack import PairCache, Rule, load_set, research_environment  # noqa: E402
 
 from dupfinder.dedup import DedupConfig, encode_distinct, neighbour_edges  # noqa: E402
 from dupfinder.dedup_linkage import cluster  # noqa: E402
@@ -132,11 +131,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "research/results/dedup_ceiling.json")
     args = ap.parse_args()
     set_threads(args.threads)
-    env = environment()
-    print_environment(env)
-    env["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    env["dupfinder_changed"] = subprocess.run(["git", "status", "--short", "--", "dupfinder"], cwd=ROOT, capture_output=True,
-                                              text=True).stdout.split("\n")[:-1]
+    env = research_environment()
     start = time.perf_counter()
     engine = Engine(load_encoder(args.model))
     if engine.verdict.kind != "head+verifier":

@@ -155,6 +155,26 @@ def prepare(engine, texts, k=16):
     return enc, a, b, s, p.astype(np.float64), mutual, {"encode": t1 - t0, "search": t2 - t1, "verdict": t3 - t2}
 
 
+def load_set(name: str, engine) -> tuple[list[str], np.ndarray, tuple]:
+    """Texts of a set's questions ("dev", or the encoder's validation split of the training file), the
+    gold cluster of each, and the set's labeled pairs (row1, row2, label)."""
+    if name == "dev":
+        pairs = load_pairs(DATA / "dev.csv")
+        gold_of = duplicate_clusters(pairs)
+        qids = sorted(pairs.questions)
+        texts = [pairs.questions[q] for q in qids]
+    else:
+        train = load_pairs(DATA / "train.csv.gz")
+        _, va_idx = encoder_split(train, engine.encoder.manifest)
+        pairs = train.subset(va_idx)
+        gold_of = duplicate_clusters(train)
+        qids = sorted(set(pairs.qid1.tolist()) | set(pairs.qid2.tolist()))
+        texts = [train.questions[q] for q in qids]
+    pos = {q: i for i, q in enumerate(qids)}
+    labeled = (np.array([pos[q] for q in pairs.qid1.tolist()]), np.array([pos[q] for q in pairs.qid2.tolist()]), np.asarray(pairs.label))
+    return texts, np.array([gold_of[q] for q in qids]), labeled
+
+
 def evaluate(engine, texts, gold, label, variants, labeled):
     head = engine.verdict.head
     thr = head.threshold
@@ -227,22 +247,8 @@ def main() -> None:
     variants = args.rules.split(",")
     res = {}
     for name in args.sets.split(","):
-        if name == "dev":
-            dev = load_pairs(DATA / "dev.csv")
-            gold_of = duplicate_clusters(dev)
-            qids = sorted(dev.questions)
-            texts = [dev.questions[q] for q in qids]
-        else:
-            train = load_pairs(DATA / "train.csv.gz")
-            _, va_idx = encoder_split(train, engine.encoder.manifest)
-            val = train.subset(va_idx)
-            gold_of = duplicate_clusters(train)
-            qids = sorted(set(val.qid1.tolist()) | set(val.qid2.tolist()))
-            texts = [train.questions[q] for q in qids]
-        pairs = dev if name == "dev" else val
-        pos = {q: i for i, q in enumerate(qids)}
-        labeled = (np.array([pos[q] for q in pairs.qid1.tolist()]), np.array([pos[q] for q in pairs.qid2.tolist()]), np.asarray(pairs.label))
-        res[name] = evaluate(engine, texts, np.array([gold_of[q] for q in qids]), name, variants, labeled)
+        texts, gold, labeled = load_set(name, engine)
+        res[name] = evaluate(engine, texts, gold, name, variants, labeled)
         if args.out:
             args.out.write_text(json.dumps(res, indent=2, default=float))
 

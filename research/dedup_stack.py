@@ -48,15 +48,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "research"))
 from common import environment, print_environment, set_threads  # noqa: E402
-from dedup_linkage import DATA, labeled_metrics, pairwise_metrics  # noqa: E402
+from dedup_linkage import labeled_metrics, load_set, pairwise_metrics  # noqa: E402
 
 from dupfinder.dedup import DedupConfig, encode_distinct, neighbour_edges  # noqa: E402
 from dupfinder.dedup_linkage import CHECK_TOLERANCE, cluster, merge_strongest_first, with_scores  # noqa: E402
 from dupfinder.engine import Engine, load_encoder  # noqa: E402
-from dupfinder.io import duplicate_clusters, load_pairs  # noqa: E402
-from dupfinder.train.head import encoder_split  # noqa: E402
 
 SHIPPED = "band:band"
+
+
+def research_environment() -> dict:
+    """The benchmarks' environment record, printed, with the commit and any uncommitted change to dupfinder/."""
+    env = environment()
+    print_environment(env)
+    env["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    env["dupfinder_changed"] = subprocess.run(["git", "status", "--short", "--", "dupfinder"], cwd=ROOT, capture_output=True,
+                                              text=True).stdout.split("\n")[:-1]
+    return env
 
 
 class PairCache:
@@ -83,32 +91,27 @@ class PairCache:
             out.append(q)
         return out
 
-    def head(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def _cached(self, model: str, store: dict, u: np.ndarray, v: np.ndarray, compute) -> np.ndarray:
+        """`compute(u, v)` of the pairs not in `store` yet, in chunks, timed and counted for `model`."""
         keys = self.keys(u, v)
-        todo = [i for i, k in enumerate(keys.tolist()) if k not in self.p]
+        todo = [i for i, k in enumerate(keys.tolist()) if k not in store]
         for s in range(0, len(todo), 65536):
             idx = np.asarray(todo[s : s + 65536], np.int64)
             t0 = time.perf_counter()
-            cu, cv = u[idx], v[idx]
-            p = self.cascade.head.score(self.enc.x[cu], self.enc.x[cv], self.questions(cu.tolist()), self.questions(cv.tolist()))
-            self.seconds["head"] += time.perf_counter() - t0
-            self.computed["head"] += len(idx)
-            self.p.update(zip(keys[idx].tolist(), np.asarray(p, np.float64).tolist()))
-        return np.fromiter((self.p[k] for k in keys.tolist()), np.float64, len(keys))
+            out = compute(u[idx], v[idx])
+            self.seconds[model] += time.perf_counter() - t0
+            self.computed[model] += len(idx)
+            store.update(zip(keys[idx].tolist(), np.asarray(out, np.float64).tolist()))
+        return np.fromiter((store[k] for k in keys.tolist()), np.float64, len(keys))
+
+    def head(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return self._cached("head", self.p, u, v, lambda cu, cv: self.cascade.head.score(
+            self.enc.x[cu], self.enc.x[cv], self.questions(cu.tolist()), self.questions(cv.tolist())))
 
     def logits(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        keys = self.keys(u, v)
-        todo = [i for i, k in enumerate(keys.tolist()) if k not in self.logit]
-        for s in range(0, len(todo), 65536):
-            idx = np.asarray(todo[s : s + 65536], np.int64)
-            t0 = time.perf_counter()
-            tok = self.cascade._tokens
-            lg = self.cascade.verifier.logits([tok(q) for q in self.questions(u[idx].tolist())],
-                                              [tok(q) for q in self.questions(v[idx].tolist())])
-            self.seconds["verifier"] += time.perf_counter() - t0
-            self.computed["verifier"] += len(idx)
-            self.logit.update(zip(keys[idx].tolist(), lg.astype(np.float64).tolist()))
-        return np.fromiter((self.logit[k] for k in keys.tolist()), np.float64, len(keys))
+        tok = self.cascade._tokens
+        return self._cached("verifier", self.logit, u, v, lambda cu, cv: self.cascade.verifier.logits(
+            [tok(q) for q in self.questions(cu.tolist())], [tok(q) for q in self.questions(cv.tolist())]))
 
 
 class Rule:
@@ -154,25 +157,6 @@ def lazy_cluster(cache: PairCache, a: np.ndarray, b: np.ndarray, thr: float, flo
 
     clusters = with_scores(x, *merge_strongest_first(len(x), a, b, s.astype(np.float32), thr, enc.weight, enc.first_row, accept))
     return clusters, s.astype(np.float32), upfront
-
-
-def load_set(name: str, engine) -> tuple[list[str], np.ndarray, tuple]:
-    """Texts, gold cluster of each, and the labeled pairs (row1, row2, label): as research/dedup_linkage.py builds them."""
-    if name == "dev":
-        pairs = load_pairs(DATA / "dev.csv")
-        gold_of = duplicate_clusters(pairs)
-        qids = sorted(pairs.questions)
-        texts = [pairs.questions[q] for q in qids]
-    else:
-        train = load_pairs(DATA / "train.csv.gz")
-        _, va_idx = encoder_split(train, engine.encoder.manifest)
-        pairs = train.subset(va_idx)
-        gold_of = duplicate_clusters(train)
-        qids = sorted(set(pairs.qid1.tolist()) | set(pairs.qid2.tolist()))
-        texts = [train.questions[q] for q in qids]
-    pos = {q: i for i, q in enumerate(qids)}
-    labeled = (np.array([pos[q] for q in pairs.qid1.tolist()]), np.array([pos[q] for q in pairs.qid2.tolist()]), np.asarray(pairs.label))
-    return texts, np.array([gold_of[q] for q in qids]), labeled
 
 
 def evaluate(engine, name: str, variants: list[str], k: int) -> dict:
@@ -242,11 +226,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "research/results/dedup_stack.json")
     args = ap.parse_args()
     set_threads(args.threads)
-    env = environment()
-    print_environment(env)
-    env["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    env["dupfinder_changed"] = subprocess.run(["git", "status", "--short", "--", "dupfinder"], cwd=ROOT, capture_output=True,
-                                              text=True).stdout.split("\n")[:-1]
+    env = research_environment()
     engine = Engine(load_encoder(args.model))
     if engine.verdict.kind != "head+verifier":
         raise SystemExit(f"the model's verdict stage is {engine.verdict.kind!r}: these variants need head+verifier")
