@@ -31,7 +31,7 @@ from bench_dedup import labeled_metrics, pairwise_metrics  # noqa: E402
 
 from dupfinder.dedup import cluster_edges, edges_from_knn, encode_distinct  # noqa: E402
 from dupfinder.engine import Engine, load_encoder  # noqa: E402
-from dupfinder.io import duplicate_clusters, load_pairs  # noqa: E402
+from dupfinder.io import Pairs as LabeledPairs, duplicate_clusters, load_pairs  # noqa: E402
 from dupfinder.knn import UnionFind, exact_search  # noqa: E402
 from dupfinder.train.head import encoder_split  # noqa: E402
 
@@ -155,12 +155,19 @@ def prepare(engine, texts, k=16):
     return enc, a, b, s, p.astype(np.float64), mutual, {"encode": t1 - t0, "search": t2 - t1, "verdict": t3 - t2}
 
 
+def joined(dev: LabeledPairs, train: LabeledPairs) -> LabeledPairs:
+    """Dev's pairs and the training file's in one set: qids name the same question across files, so
+    the connected components of both files' duplicate pairs are the dataset's duplicate clusters."""
+    return LabeledPairs(np.concatenate([dev.qid1, train.qid1]), np.concatenate([dev.qid2, train.qid2]),
+                 np.concatenate([dev.label, train.label]), {**train.questions, **dev.questions}, dev.report)
+
+
 def load_set(name: str, engine) -> tuple[list[str], np.ndarray, tuple]:
-    """Texts of a set's questions ("dev", or the encoder's validation split of the training file), the
-    gold cluster of each, and the set's labeled pairs (row1, row2, label)."""
-    if name == "dev":
+    """Texts of a set's questions ("dev"; "dev-all", dev's questions with gold clusters from both files'
+    labels; or the encoder's validation split of the training file), the gold cluster of each, and the set's labeled pairs (row1, row2, label)."""
+    if name in ("dev", "dev-all"):
         pairs = load_pairs(DATA / "dev.csv")
-        gold_of = duplicate_clusters(pairs)
+        gold_of = duplicate_clusters(pairs if name == "dev" else joined(pairs, load_pairs(DATA / "train.csv.gz")))
         qids = sorted(pairs.questions)
         texts = [pairs.questions[q] for q in qids]
     else:
