@@ -5,6 +5,9 @@ the calibration pairs: the encoder's validation split plus the head's held-out t
 band is chosen on those pairs as train-verifier chooses it, and dev only reads.
 
     python research/verifier_band.py --model DIR [--miss 0.001,0.002,0.005,0.01,0.02]
+
+Each band is also measured widened to the pairs one word apart (a single aligned substitution after
+the rewording rule's canonical words), which the verifier then always reads.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main() -> None:
     from dupfinder.model.encoder import load_model
     from dupfinder.train.verifier import calibration_split, choose_band
     from dupfinder.verdict.head import load_encoder_head
+    from dupfinder.verdict.rewording import one_word_apart
     from dupfinder.verdict.verifier import load_verifier
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,8 +60,14 @@ def main() -> None:
         logits = verifier.logits([verifier.ids(x) for x in ps.texts(1)], [verifier.ids(x) for x in ps.texts(2)])
         return np.asarray(p, np.float64), logits.astype(np.float64), time.perf_counter() - t
 
+    def apart(ps):
+        qa, qb = head.featurizer.questions(ps.texts(1)), head.featurizer.questions(ps.texts(2))
+        return np.array([one_word_apart(a, b) for a, b in zip(qa, qb)])
+
     cal_p, cal_l, _ = scores(cal)
     dev_p, dev_l, seconds = scores(dev)
+    dev_apart = apart(dev)
+    print(f"one word apart: {dev_apart.mean():.1%} of dev pairs ({dev.label[dev_apart].mean():.1%} duplicates)")
     y, dy = cal.label.astype(np.float64), dev.label
     cal_s, dev_s = verifier.combine(cal_p, cal_l), verifier.combine(dev_p, dev_l)
     threshold = float(enc.manifest["verdict"]["threshold"])
@@ -79,6 +89,12 @@ def main() -> None:
         lo, hi = choose_band(cal_p, verifier.combine(cal_p), cal_s, threshold, miss)
         band = (dev_p >= lo) & (dev_p <= hi)
         row(f"cascade, miss {miss:g}", np.where(band, dev_s, verifier.combine(dev_p)), threshold, band.mean())
+        right = lambda s: float(((s[dev_apart] >= threshold) == (dy[dev_apart] == 1)).mean())  # noqa: E731
+        before = right(np.where(band, dev_s, verifier.combine(dev_p)))
+        band |= dev_apart
+        row("  + one word apart", np.where(band, dev_s, verifier.combine(dev_p)), threshold, band.mean())
+        out["rows"][-1]["one_word_apart_accuracy"] = [round(before, 4), round(right(np.where(band, dev_s, verifier.combine(dev_p))), 4)]
+        print(f"    on the {dev_apart.sum():,} pairs one word apart: accuracy {before:.4f} -> {out['rows'][-1]['one_word_apart_accuracy'][1]:.4f}")
     print(f"verifier: {out['verifier_pairs_per_second']:,} dev pairs/s in numpy")
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -45,6 +45,36 @@ def test_numpy_inference_matches_the_training_network_and_is_symmetric(random_ve
     assert np.allclose(verifier.logits(b, a), got, atol=1e-5)
 
 
+def test_tuned_word_offsets_run_in_numpy_as_in_training_and_survive_the_file(tiny_model, tmp_path):
+    import io
+
+    from dupfinder.verdict.verifier import load_verifier, verifier_bytes
+
+    enc = load_encoder(tiny_model)
+    embed = load_numpy_weights(enc.files)["embed.weight"].astype(np.float32)
+    torch.manual_seed(1)
+    net = network(embed, 64, 12, 0.0, tuned_words=40).eval()
+    with torch.no_grad():
+        net.delta.weight.normal_(0, 0.5)  # as if trained: the offsets must change the logits
+    arrays = torch_arrays(net.state_dict())
+    verifier = Verifier(arrays, embed, enc.vocab, enc.text_config, (0.2, 0.8), (1.0, 1.0, 0.0))
+    frozen = Verifier({k: v for k, v in arrays.items() if k != "delta"}, embed, enc.vocab, enc.text_config, (0.2, 0.8), (1.0, 1.0, 0.0))
+    a, b = [verifier.ids(x) for x, _ in PAIRS], [verifier.ids(y) for _, y in PAIRS]
+    assert any(((x > 1) & (x < 40)).any() for x in a + b)  # some words are tuned
+    with torch.no_grad():
+        want = net(torch.from_numpy(pad_ids(a)[0]), torch.from_numpy(pad_ids(b)[0])).numpy()
+    got = verifier.logits(a, b)
+    assert np.allclose(got, want, atol=1e-5) and not np.allclose(frozen.logits(a, b), got, atol=1e-3)
+    data = verifier_bytes(arrays)
+    assert int(np.load(io.BytesIO(data))["format"]) == 2 and int(np.load(io.BytesIO(verifier_bytes(frozen.arrays)))["format"]) == 1
+    (tmp_path / "verifier.npz").write_bytes(data)
+    from dupfinder.model.files import sha256_hex
+
+    record = {"file": "verifier.npz", "sha256": sha256_hex(data), "band": [0.2, 0.8], "stack": [1, 1, 0], "fill": [0, 1]}
+    loaded = load_verifier(tmp_path, record, enc.vocab, enc.text_config, embed)
+    assert np.allclose(loaded.logits(a, b), got, atol=2e-2)  # float16 weights in the file
+
+
 def test_unknown_words_keep_their_identity(random_verifier):
     _, verifier = random_verifier
     zorblax, quibbit = verifier.ids("install Zorblax"), verifier.ids("install Quibbit")
@@ -74,24 +104,29 @@ def test_the_band_leaves_at_most_its_share_of_changed_verdicts():
     assert ((head_p >= 0.5) != (stacked >= 0.5))[outside].sum() <= 0.01 * len(head_p)
 
 
-def test_the_cascade_asks_the_verifier_only_inside_its_band(random_verifier):
+def test_the_cascade_asks_the_verifier_inside_its_band_and_about_one_changed_word(random_verifier):
+    from dupfinder.text import tokenize
+
     _, verifier = random_verifier
 
     class FixedHead:
         threshold, cosine_floor, featurizer = 0.5, 0.3, None
 
         def score(self, u, v, a, b):
-            return np.array([0.05, 0.5, 0.95])
+            return np.array([0.05, 0.5, 0.95, 0.95])
 
     class Read:
         def __init__(self, text):
-            self.text, self.tokens = text, None
+            self.text, self.tokens, self.text_tokens = text, None, tokenize(text)
 
     cascade = Cascade(FixedHead(), verifier, 0.5)
-    texts = [Read(t) for t in ("How old are you?", "What is your age?", "Where are you from?")]
-    p = cascade.score(None, None, texts, texts[::-1])
-    assert cascade.calls == 1
+    a = [Read(t) for t in ("How old are you?", "What is your age?", "Where are you from?", "How do I reset my password?")]
+    b = [Read(t) for t in ("Where are you from?", "How old are you?", "What is your age?", "How do I reset my router?")]
+    p = cascade.score(None, None, a, b)
+    assert cascade.calls == 2  # the band's pair, and password/router: one word apart, outside the band
     assert np.allclose(p[[0, 2]], verifier.combine(np.array([0.05, 0.95])))  # outside: the head's, on the stack's scale
+    logit = verifier.logits([verifier.ids(a[3].text)], [verifier.ids(b[3].text)])
+    assert np.allclose(p[3], verifier.combine(np.array([0.95]), logit))
     assert p[0] < p[2]
 
 

@@ -204,9 +204,11 @@ def train_verdict_cmd(model_dir, train_file, epochs, unknown_pairs, wordnet_pair
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the training pairs (default: 6).")
 @click.option("--wordnet-pairs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also this many one-word pairs built with WordNet from training questions (as train-verdict's).")
+@click.option("--tuned-words", type=click.IntRange(min=0), default=None,
+              help="Train offsets to the embeddings of the vocabulary's this many most frequent words (0: frozen).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @threads_option
-def train_verifier_cmd(model_dir, train_file, epochs, wordnet_pairs, seed, threads):
+def train_verifier_cmd(model_dir, train_file, epochs, wordnet_pairs, tuned_words, seed, threads):
     """Train a model directory's interaction verifier, over its pair head, on a labeled pairs file.
 
     The verifier reads both questions' words side by side; it decides the pairs whose head
@@ -225,6 +227,8 @@ def train_verifier_cmd(model_dir, train_file, epochs, wordnet_pairs, seed, threa
     config = VerifierConfig(seed=seed, threads=threads or 2, wordnet_pairs=wordnet_pairs)
     if epochs is not None:
         config = replace(config, epochs=epochs)
+    if tuned_words is not None:
+        config = replace(config, tuned_words=tuned_words)
     encoder = load_encoder(model_dir)  # a missing or broken model fails before the data is read
     if not isinstance(encoder.manifest.get("verdict"), dict):
         raise click.UsageError(f"{model_dir} has no pair head; train one first with `dupfinder train-verdict`")

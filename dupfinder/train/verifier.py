@@ -32,6 +32,7 @@ class VerifierConfig:
     lr: float = 1e-3  # Adam, cosine decay to 5%
     dropout: float = 0.1
     n_hash: int = 20000  # embeddings for words outside the vocabulary, by a hash of the spelling
+    tuned_words: int = 0  # the vocabulary's most frequent words whose embedding gets a trained offset (0: the embedding stays frozen)
     unknown_pairs: int = 20000  # constructed pairs: one rare word replaced by two different made-up words
     wordnet_pairs: int = 0  # WordNet one-word pairs from training questions (train/wordnet_pairs.py; needs nltk and WordNet's files)
     band_miss: float = 0.002  # the band leaves at most this share of calibration verdicts to the head that the stack would decide otherwise
@@ -40,7 +41,7 @@ class VerifierConfig:
     threads: int = 2
 
 
-def network(embed: np.ndarray, n_hash: int, hidden: int, dropout: float):
+def network(embed: np.ndarray, n_hash: int, hidden: int, dropout: float, tuned_words: int = 0):
     """The torch network whose weights verdict/verifier.py runs in numpy (the same names and shapes)."""
     import torch
     from torch import nn
@@ -53,6 +54,10 @@ def network(embed: np.ndarray, n_hash: int, hidden: int, dropout: float):
             self.fixed = nn.Embedding.from_pretrained(torch.from_numpy(embed.astype(np.float32)), freeze=True, padding_idx=0)
             self.hashed = nn.Embedding(n_hash, d)
             nn.init.normal_(self.hashed.weight, std=float(embed[2:1000].std()))
+            self.n_tuned = min(tuned_words, self.n_fixed)
+            if self.n_tuned:  # offsets to the frequent words' embeddings (ids 0 and 1, padding and <unk>, stay)
+                self.delta = nn.Embedding(self.n_tuned, d)
+                nn.init.zeros_(self.delta.weight)
             self.enc1 = nn.Conv1d(d + 1, hidden, 3, padding=1)
             self.enc2 = nn.Conv1d(hidden, hidden, 3, padding=1)
             d_a = d + 1 + hidden
@@ -63,6 +68,9 @@ def network(embed: np.ndarray, n_hash: int, hidden: int, dropout: float):
 
         def embed(self, ids):
             fixed = self.fixed(ids.clamp(max=self.n_fixed - 1))
+            if self.n_tuned:
+                tuned = ((ids > 1) & (ids < self.n_tuned)).unsqueeze(-1)
+                fixed = fixed + self.delta(ids.clamp(max=self.n_tuned - 1)) * tuned
             return torch.where((ids >= self.n_fixed).unsqueeze(-1), self.hashed((ids - self.n_fixed).clamp(min=0)), fixed)
 
         def side(self, x, mask):
@@ -218,7 +226,7 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
     val_A, val_B = [ids[q] for q in cal.qid1[:n_val].tolist()], [ids[q] for q in cal.qid2[:n_val].tolist()]
     log(f"verifier: {len(y):,} training pairs ({len(y) - len(train):,} constructed), {len(cal):,} calibration pairs")
 
-    net = network(embed, config.n_hash, config.hidden, config.dropout)
+    net = network(embed, config.n_hash, config.hidden, config.dropout, config.tuned_words)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     lengths = np.array([max(len(a), len(b)) for a, b in zip(A, B)])
     steps = config.epochs * ((len(y) + config.batch_size - 1) // config.batch_size)

@@ -189,6 +189,13 @@ def reworded_questions(qa, qb) -> str | None:
     return "same" if pa == pb else "reorder" if sa == sb else None
 
 
+def one_word_apart(qa, qb) -> bool:
+    """Whether two questions the verdict stage read differ in exactly one aligned canonical word: a
+    single substitution, where the words the two share say least about what they mean."""
+    pa, pb = _prepared(qa)[0], _prepared(qb)[0]
+    return len(pa) == len(pb) and sum(x != y for x, y in zip(pa, pb)) == 1
+
+
 class Rewordings:
     """A verdict stage (head or cascade) whose score is raised to its class's duplicate rate for the
     pairs that are rewordings of each other. Used wherever the stage is (`featurizer`, `score`,

@@ -22,11 +22,13 @@ import numpy as np
 from dupfinder.errors import ModelError
 from dupfinder.model.fast import pad_ids
 from dupfinder.text import UNK_ID, tokenize
+from dupfinder.verdict.rewording import one_word_apart
 
 VERIFIER_FILE = "verifier.npz"
-VERIFIER_FORMAT = 1
+VERIFIER_FORMAT = 2  # 2: may hold "delta"; a file without it is written as format 1, which older readers take
 ARRAYS = ("hashed", "enc1_w", "enc1_b", "enc2_w", "enc2_b", "align_w", "align_b", "fuse_w", "fuse_b",
           "pred1_w", "pred1_b", "pred2_w", "pred2_b")
+OPTIONAL = ("delta",)  # (N, E) trained offsets to the embeddings of vocabulary ids 2 .. N-1 (rows 0 and 1 unused)
 _NEG = np.float32(-1e9)
 THREADS = 1  # threads that score chunks of a large batch at once (dedup, evaluate): set_threads
 
@@ -107,6 +109,10 @@ class Verifier:
     def _embed(self, ids: np.ndarray) -> np.ndarray:
         n_fixed = len(self.embed)
         out = self.embed[np.minimum(ids, n_fixed - 1)]  # (n, L, E)
+        delta = self.arrays.get("delta")
+        if delta is not None:
+            tuned = (ids > 1) & (ids < len(delta))
+            out[tuned] += delta[ids[tuned]]
         hashed = ids >= n_fixed
         if hashed.any():
             out[hashed] = self.arrays["hashed"][ids[hashed] - n_fixed]
@@ -187,7 +193,8 @@ def torch_arrays(state: dict) -> dict[str, np.ndarray]:
 
     lin = lambda k: np.ascontiguousarray(state[k].detach().numpy().T)  # noqa: E731
     vec = lambda k: state[k].detach().numpy().copy()  # noqa: E731
-    return {"hashed": state["hashed.weight"].detach().numpy().copy(),
+    tuned = {"delta": vec("delta.weight")} if "delta.weight" in state else {}
+    return {**tuned, "hashed": state["hashed.weight"].detach().numpy().copy(),
             "enc1_w": conv(state["enc1.weight"]), "enc1_b": vec("enc1.bias"),
             "enc2_w": conv(state["enc2.weight"]), "enc2_b": vec("enc2.bias"),
             "align_w": lin("align.weight"), "align_b": vec("align.bias"),
@@ -199,12 +206,13 @@ def torch_arrays(state: dict) -> dict[str, np.ndarray]:
 def stored(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The weights as verifier.npz keeps them (float16, half the bytes), back in float32: what the
     stack and the band must be fitted on."""
-    return {k: np.asarray(arrays[k], np.float16).astype(np.float32) for k in ARRAYS}
+    return {k: np.asarray(arrays[k], np.float16).astype(np.float32) for k in ARRAYS + OPTIONAL if k in arrays}
 
 
 def verifier_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, format=np.int32(VERIFIER_FORMAT), **{k: np.asarray(arrays[k], np.float16) for k in ARRAYS})
+    keys = ARRAYS + tuple(k for k in OPTIONAL if k in arrays)
+    np.savez(buf, format=np.int32(VERIFIER_FORMAT if "delta" in arrays else 1), **{k: np.asarray(arrays[k], np.float16) for k in keys})
     return buf.getvalue()
 
 
@@ -224,12 +232,14 @@ def load_verifier(model_dir: Path, record: dict | None, vocab, text_config, embe
         raise ModelError(f"{path} does not match {Path(model_dir) / 'manifest.json'} (stale or damaged); restore the model")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k].astype(np.float32) for k in ARRAYS}
             fmt = int(npz["format"])
-        if fmt > VERIFIER_FORMAT:
-            raise ModelError(f"{path} was written by a newer dupfinder; upgrade dupfinder")
+            if fmt > VERIFIER_FORMAT:
+                raise ModelError(f"{path} was written by a newer dupfinder; upgrade dupfinder")
+            arrays = {k: npz[k].astype(np.float32) for k in ARRAYS + OPTIONAL if k in ARRAYS or k in npz.files}
         if arrays["enc1_w"].shape[0] != 3 * (embed.shape[1] + 1) or arrays["hashed"].shape[1] != embed.shape[1]:
             raise ValueError("shapes do not match the encoder's word embedding")
+        if "delta" in arrays and (arrays["delta"].shape[1] != embed.shape[1] or len(arrays["delta"]) > len(embed)):
+            raise ValueError("the embedding offsets do not match the encoder's word embedding")
         lo, hi = (float(x) for x in record["band"])
         a, b, c = (float(x) for x in record["stack"])
         f0, f1 = (float(x) for x in record["fill"])
@@ -263,8 +273,9 @@ class _Reader:
 
 
 class Cascade:
-    """The pair head, with the verifier deciding the pairs whose head probability falls in its band:
-    there the score is the stacked probability of both, elsewhere the head's. Used wherever a
+    """The pair head, with the verifier deciding the pairs whose head probability falls in its band
+    and the pairs one word apart: there the score is the stacked probability of both, elsewhere the
+    head's. Used wherever a
     `PairHead` is (the same `featurizer`, `score`, `threshold` and `cosine_floor`)."""
 
     kind = "head+verifier"
@@ -277,7 +288,10 @@ class Cascade:
 
     def score(self, u: np.ndarray, v: np.ndarray, a: Sequence, b: Sequence) -> np.ndarray:
         p = self.head.score(u, v, a, b)
-        band = np.flatnonzero(self.verifier.in_band(p))
+        band = self.verifier.in_band(p)
+        for i in np.flatnonzero(~band).tolist():  # the head reads overlap: one changed word is the verifier's to judge
+            band[i] = one_word_apart(a[i], b[i])
+        band = np.flatnonzero(band)
         out = self.verifier.combine(p)
         if len(band):
             self.calls += len(band)
