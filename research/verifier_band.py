@@ -6,7 +6,8 @@ band is chosen on those pairs as train-verifier chooses it, and dev only reads.
 
     python research/verifier_band.py --model DIR [--miss 0.001,0.002,0.005,0.01,0.02]
 
-Each band is also measured widened to the pairs one word apart (a single aligned substitution after
+With two networks, the second reads only the pairs inside its step's band (the cascade's rows);
+"stack, every pair" has both read every pair. Each band is also measured widened to the pairs one word apart (a single aligned substitution after
 the rewording rule's canonical words), which the verifier then always reads.
 """
 
@@ -24,6 +25,20 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from common import environment  # noqa: E402
 
 DATA = Path(__file__).parents[1].parent / "shared/data/quora"
+
+
+def refit(cal_p, cal_l, dev_p, dev_l, y):
+    """Dev scores and threshold of a stack refitted on the calibration pairs over fewer networks."""
+    from dupfinder.evaluation.calibrate import advise
+    from dupfinder.train.verifier import fit_stack
+
+    w = np.asarray(fit_stack(cal_p, cal_l, y))
+
+    def score(p, logits):
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return 1 / (1 + np.exp(-(np.c_[np.log(p / (1 - p)), logits, np.ones(len(p))] @ w)))
+
+    return score(dev_p, dev_l), advise(score(cal_p, cal_l), y, balanced=True)["best_accuracy"]["threshold"]
 
 
 def main() -> None:
@@ -57,15 +72,19 @@ def main() -> None:
         p = head.score(v[np.searchsorted(q, ps.qid1)], v[np.searchsorted(q, ps.qid2)], head.featurizer.questions(ps.texts(1)),
                        head.featurizer.questions(ps.texts(2)))
         t = time.perf_counter()
-        logits = verifier.logits([verifier.ids(x) for x in ps.texts(1)], [verifier.ids(x) for x in ps.texts(2)])
-        return np.asarray(p, np.float64), logits.astype(np.float64), time.perf_counter() - t
+        a, b = [verifier.ids(x) for x in ps.texts(1)], [verifier.ids(x) for x in ps.texts(2)]
+        logits = verifier.logits(a, b).reshape(len(a), -1)  # (n, networks)
+        seconds = time.perf_counter() - t
+        stepped = verifier.decide(np.asarray(p, np.float64), a, b)  # the later networks only inside their steps' bands
+        return np.asarray(p, np.float64), logits.astype(np.float64), stepped, seconds
 
     def apart(ps):
         qa, qb = head.featurizer.questions(ps.texts(1)), head.featurizer.questions(ps.texts(2))
         return np.array([one_word_apart(a, b) for a, b in zip(qa, qb)])
 
-    cal_p, cal_l, _ = scores(cal)
-    dev_p, dev_l, seconds = scores(dev)
+    cal_p, cal_l, cal_step, _ = scores(cal)
+    dev_p, dev_l, dev_step, seconds = scores(dev)
+    n_nets = dev_l.shape[1]
     dev_apart = apart(dev)
     print(f"one word apart: {dev_apart.mean():.1%} of dev pairs ({dev.label[dev_apart].mean():.1%} duplicates)")
     y, dy = cal.label.astype(np.float64), dev.label
@@ -83,17 +102,22 @@ def main() -> None:
               f"AUC {m['roc_auc']:.4f} | unseen acc {u['accuracy']:.4f} AUC {u['roc_auc']:.4f}")
 
     row("head alone", dev_p, advise(cal_p, y, balanced=True)["best_accuracy"]["threshold"], 0.0)
-    row("verifier alone", dev_l, advise(cal_l, y, balanced=True)["best_accuracy"]["threshold"])
+    for k in range(n_nets):
+        row(f"network {k + 1} alone", dev_l[:, k], advise(cal_l[:, k], y, balanced=True)["best_accuracy"]["threshold"])
+    if n_nets > 1:
+        row("stack of head + network 1, every pair", *refit(cal_p, cal_l[:, :1], dev_p, dev_l[:, :1], y))
     row("stack, every pair", dev_s, threshold)
+    if n_nets > 1:
+        row("stack, later networks in their steps", dev_step, threshold)
     for miss in (float(x) for x in args.miss.split(",")):
         lo, hi = choose_band(cal_p, verifier.combine(cal_p), cal_s, threshold, miss)
         band = (dev_p >= lo) & (dev_p <= hi)
-        row(f"cascade, miss {miss:g}", np.where(band, dev_s, verifier.combine(dev_p)), threshold, band.mean())
+        row(f"cascade, miss {miss:g}", np.where(band, dev_step, verifier.combine(dev_p)), threshold, band.mean())
         right = lambda s: float(((s[dev_apart] >= threshold) == (dy[dev_apart] == 1)).mean())  # noqa: E731
-        before = right(np.where(band, dev_s, verifier.combine(dev_p)))
+        before = right(np.where(band, dev_step, verifier.combine(dev_p)))
         band |= dev_apart
-        row("  + one word apart", np.where(band, dev_s, verifier.combine(dev_p)), threshold, band.mean())
-        out["rows"][-1]["one_word_apart_accuracy"] = [round(before, 4), round(right(np.where(band, dev_s, verifier.combine(dev_p))), 4)]
+        row("  + one word apart", np.where(band, dev_step, verifier.combine(dev_p)), threshold, band.mean())
+        out["rows"][-1]["one_word_apart_accuracy"] = [round(before, 4), round(right(np.where(band, dev_step, verifier.combine(dev_p))), 4)]
         print(f"    on the {dev_apart.sum():,} pairs one word apart: accuracy {before:.4f} -> {out['rows'][-1]['one_word_apart_accuracy'][1]:.4f}")
     print(f"verifier: {out['verifier_pairs_per_second']:,} dev pairs/s in numpy")
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -168,6 +168,40 @@ def test_a_broken_verifier_is_a_one_line_error_naming_the_file(verifier_model, t
     assert "Traceback" not in res.output
 
 
+def test_a_verifier_of_two_networks_stacks_both_and_names_each_file(tiny_model, pairs_file, tmp_path):
+    from tests.test_verdict import add_random_head
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    add_random_head(model)
+    config = VerifierConfig(hidden=8, epochs=1, batch_size=8, unknown_pairs=10, threads=1, members=2, tuned_words=30)
+    record = train_verifier(model, pairs_file, config, log=lambda _: None)
+    assert [e["file"] for e in record["extra"]] == ["verifier-2.npz"] and (model / "verifier-2.npz").exists()
+    assert len(record["stack"]) == 4 and len(record["fill"]) == 4 and record["extra"][0]["training"]["tuned_words"] == 30
+    engine = Engine(load_encoder(model))
+    verifier = engine.verdict.head.verifier
+    a, b = [verifier.ids(x) for x, _ in PAIRS], [verifier.ids(y) for _, y in PAIRS]
+    both = verifier.logits(a, b)
+    assert both.shape == (len(PAIRS), 2) and "delta" in verifier.extra[0] and "delta" not in verifier.arrays
+    assert np.allclose(both[:, 0], Verifier(verifier.arrays, verifier.embed, verifier.vocab, verifier.text_config, (0, 1), (1, 1, 0)).logits(a, b))
+    p = np.full(len(PAIRS), 0.5)
+    want = 1 / (1 + np.exp(-(record["stack"][1] * both[:, 0] + record["stack"][2] * both[:, 1] + record["stack"][3])))
+    assert np.allclose(verifier.combine(p, both), want)  # the head's logit is 0 at p = 0.5
+    lo, hi = record["extra"][0]["band"]
+    given = record["extra"][0]["given"]
+    assert len(given) == 3 and 0 <= lo <= hi <= 1
+    p = np.linspace(0.05, 0.95, len(PAIRS))
+    head_logit = np.log(p / (1 - p))
+    filled = np.c_[both[:, 0], given[0] * head_logit + given[1] * both[:, 0] + given[2]]
+    score = verifier.combine(p, filled)
+    read = np.where(((score >= lo) & (score <= hi))[:, None], both, filled)  # network 2 only inside its step's band
+    assert np.allclose(verifier.decide(p, a, b), verifier.combine(p, read))
+    assert engine.similarity("How old are you?", "What is your age?")["verdict"] == "head+verifier"
+    (model / "verifier-2.npz").write_bytes(b"not a zip")
+    res = CliRunner().invoke(cli, ["similarity", "How old are you?", "What is your age?", "--model", str(model)])
+    assert res.exit_code == 1 and "verifier-2.npz" in res.output and len(res.output.strip().splitlines()) == 1
+
+
 def test_query_and_dedup_decide_with_the_cascade(verifier_model):
     from dupfinder.store.base import BruteForceStore, Question
     from tests.test_verdict import QUESTIONS

@@ -204,11 +204,13 @@ def train_verdict_cmd(model_dir, train_file, epochs, unknown_pairs, wordnet_pair
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the training pairs (default: 6).")
 @click.option("--wordnet-pairs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also this many one-word pairs built with WordNet from training questions (as train-verdict's).")
+@click.option("--members", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="Networks the verifier stacks: the second also tunes the embeddings of frequent words.")
 @click.option("--tuned-words", type=click.IntRange(min=0), default=None,
-              help="Train offsets to the embeddings of the vocabulary's this many most frequent words (0: frozen).")
+              help="Frequent words whose embeddings the second network tunes (default: 30000).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @threads_option
-def train_verifier_cmd(model_dir, train_file, epochs, wordnet_pairs, tuned_words, seed, threads):
+def train_verifier_cmd(model_dir, train_file, epochs, wordnet_pairs, members, tuned_words, seed, threads):
     """Train a model directory's interaction verifier, over its pair head, on a labeled pairs file.
 
     The verifier reads both questions' words side by side; it decides the pairs whose head
@@ -224,7 +226,7 @@ def train_verifier_cmd(model_dir, train_file, epochs, wordnet_pairs, tuned_words
     from dupfinder.train.verifier import VerifierConfig, train_verifier
 
     require_torch("train-verifier")
-    config = VerifierConfig(seed=seed, threads=threads or 2, wordnet_pairs=wordnet_pairs)
+    config = VerifierConfig(seed=seed, threads=threads or 2, wordnet_pairs=wordnet_pairs, members=members)
     if epochs is not None:
         config = replace(config, epochs=epochs)
     if tuned_words is not None:

@@ -164,6 +164,8 @@ LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "verifier.dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
     "verifier.n_hash": (lambda v: v >= 1, "at least 1"),
     "verifier.unknown_pairs": (lambda v: v >= 0, "0 or more"),
+    "verifier.members": (lambda v: v in (1, 2), "1 or 2"),
+    "verifier.tuned_words": (lambda v: v >= 0, "0 or more"),
     "verifier.band_miss": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
     "verifier.calibration_holdout": (lambda v: 0 < v <= 0.5, "above 0 and at most 0.5"),
     "verifier.threads": (lambda v: v >= 1, "at least 1"),

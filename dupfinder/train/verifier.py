@@ -32,7 +32,8 @@ class VerifierConfig:
     lr: float = 1e-3  # Adam, cosine decay to 5%
     dropout: float = 0.1
     n_hash: int = 20000  # embeddings for words outside the vocabulary, by a hash of the spelling
-    tuned_words: int = 0  # the vocabulary's most frequent words whose embedding gets a trained offset (0: the embedding stays frozen)
+    members: int = 2  # networks the stack weighs (1 or 2): the first reads the encoder's embedding as it is,
+    tuned_words: int = 30000  # the second also trains offsets to the embeddings of this many most frequent words
     unknown_pairs: int = 20000  # constructed pairs: one rare word replaced by two different made-up words
     wordnet_pairs: int = 0  # WordNet one-word pairs from training questions (train/wordnet_pairs.py; needs nltk and WordNet's files)
     band_miss: float = 0.002  # the band leaves at most this share of calibration verdicts to the head that the stack would decide otherwise
@@ -126,23 +127,23 @@ def unknown_word_texts(texts: list[str], vocab, text_config, n: int, rng: np.ran
     return out
 
 
-def fit_stack(head_p: np.ndarray, logits: np.ndarray, y: np.ndarray, steps: int = 100, l2: float = 1e-3) -> tuple[float, float, float]:
-    """Logistic regression of the label on (head logit, verifier logit): damped Newton steps on the
-    mean log loss (a step that does not lower it is halved), 3 weights."""
+def fit_stack(head_p: np.ndarray, logits: np.ndarray, y: np.ndarray, steps: int = 100, l2: float = 1e-3) -> tuple[float, ...]:
+    """Logistic regression of the label on (head logit, each member's logit; `logits` (n,) or (n, m)):
+    damped Newton steps on the mean log loss (a step that does not lower it is halved), m + 2 weights."""
     p = np.clip(head_p, 1e-6, 1 - 1e-6)
-    x = np.c_[np.log(p / (1 - p)), logits, np.ones(len(p))]  # (n, 3)
-    reg = l2 * np.array([1.0, 1.0, 0.0])
+    x = np.c_[np.log(p / (1 - p)), np.asarray(logits).reshape(len(p), -1), np.ones(len(p))]  # (n, m + 2)
+    reg = l2 * np.r_[np.ones(x.shape[1] - 1), 0.0]
 
     def loss(w):
         z = x @ w
         return float(np.mean(np.logaddexp(0, z) - y * z) + 0.5 * (reg * w * w).sum())
 
-    w = np.array([0.5, 0.5, 0.0])
+    w = np.r_[np.full(x.shape[1] - 1, 0.5), 0.0]
     current = loss(w)
     for _ in range(steps):
         q = 1 / (1 + np.exp(-(x @ w)))
         grad = x.T @ (q - y) / len(y) + reg * w
-        hess = (x * (q * (1 - q))[:, None]).T @ x / len(y) + np.diag(reg) + 1e-9 * np.eye(3)
+        hess = (x * (q * (1 - q))[:, None]).T @ x / len(y) + np.diag(reg) + 1e-9 * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
         t = 1.0
         while t > 1e-4 and loss(w - t * step) > current:
@@ -152,14 +153,18 @@ def fit_stack(head_p: np.ndarray, logits: np.ndarray, y: np.ndarray, steps: int 
         if current - new < 1e-10:
             break
         current = new
-    return float(w[0]), float(w[1]), float(w[2])
+    return tuple(float(x) for x in w)
 
 
-def fit_fill(head_p: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
-    """Least squares of the verifier's logit on the head's: its expected value outside the band."""
+def fit_fill(head_p: np.ndarray, logits: np.ndarray) -> tuple[float, ...]:
+    """Least squares of each member's logit on the head's: its expected value outside the band, as
+    (intercept, slope) per member."""
     p = np.clip(head_p, 1e-6, 1 - 1e-6)
-    slope, intercept = np.polyfit(np.log(p / (1 - p)), logits, 1)
-    return float(intercept), float(slope)
+    out = []
+    for column in np.asarray(logits).reshape(len(p), -1).T:
+        slope, intercept = np.polyfit(np.log(p / (1 - p)), column, 1)
+        out += [float(intercept), float(slope)]
+    return tuple(out)
 
 
 def choose_band(head_p: np.ndarray, filled: np.ndarray, stacked: np.ndarray, threshold: float, miss: float) -> tuple[float, float]:
@@ -187,11 +192,9 @@ def calibration_split(pairs, encoder, holdout: float):
 
 def train_verifier(model_dir: str | Path, train_file: str | Path, config: VerifierConfig | None = None,
                    log: Callable[[str], None] = print) -> dict:
-    """Train the verifier of a model directory with a pair head and install it there (`install`)."""
+    """Train the verifier of a model directory with a pair head (`members` networks, each from the same
+    seed and data order) and install it there (`install`)."""
     import torch
-
-    from dupfinder.evaluation.metrics import roc_auc
-    from dupfinder.train.loop import Schedule, classifier_step
 
     config = config or VerifierConfig()
     t0 = time.time()
@@ -225,8 +228,30 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
         y = np.r_[y, np.array([label for _, _, label in triples], np.float32)]
     val_A, val_B = [ids[q] for q in cal.qid1[:n_val].tolist()], [ids[q] for q in cal.qid2[:n_val].tolist()]
     log(f"verifier: {len(y):,} training pairs ({len(y) - len(train):,} constructed), {len(cal):,} calibration pairs")
+    members, trainings = [], []
+    state = rng.bit_generator.state  # each member starts from here: as if trained alone
+    for tuned in [0, config.tuned_words][: config.members]:
+        rng.bit_generator.state = state
+        torch.manual_seed(config.seed)
+        t = time.time()
+        net, history = train_member(network(embed, config.n_hash, config.hidden, config.dropout, tuned), A, B, y, config, rng,
+                                    (val_A, val_B, cal.label[:n_val]), log)
+        members.append(torch_arrays(net.state_dict()))
+        trainings.append({"file": Path(train_file).name, "pairs": int(len(y)), "tuned_words": int(tuned),
+                          "seconds": round(time.time() - (t0 if not trainings else t), 1), "history": history})
+    return install(model_dir, members, pairs, config, trainings, log)
 
-    net = network(embed, config.n_hash, config.hidden, config.dropout, config.tuned_words)
+
+def train_member(net, A: list, B: list, y: np.ndarray, config: VerifierConfig, rng: np.random.Generator, validation: tuple,
+                 log: Callable[[str], None]) -> tuple:
+    """One network trained on the pairs (A[i], B[i], y[i]): Adam with cosine decay, batches of similar
+    length in a random order; validation ROC-AUC logged after each epoch. (net, history)."""
+    import torch
+
+    from dupfinder.evaluation.metrics import roc_auc
+    from dupfinder.train.loop import Schedule, classifier_step
+
+    val_A, val_B, val_y = validation
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     lengths = np.array([max(len(a), len(b)) for a, b in zip(A, B)])
     steps = config.epochs * ((len(y) + config.batch_size - 1) // config.batch_size)
@@ -244,26 +269,55 @@ def train_verifier(model_dir: str | Path, train_file: str | Path, config: Verifi
         net.eval()
         with torch.no_grad():
             val_p = np.concatenate([net(torch.from_numpy(pad_ids(val_A[s : s + 1024])[0]), torch.from_numpy(pad_ids(val_B[s : s + 1024])[0])).numpy()
-                                    for s in range(0, n_val, 1024)])
+                                    for s in range(0, len(val_y), 1024)])
         net.train()
-        auc = roc_auc(val_p, cal.label[:n_val])
+        auc = roc_auc(val_p, val_y)
         history.append({"epoch": epoch, "loss": round(total / len(y), 5), "val_roc_auc": round(auc, 5), "seconds": round(time.time() - t, 1)})
         log(f"verifier epoch {epoch}: loss {total / len(y):.4f}, validation ROC-AUC {auc:.4f} ({time.time() - t:.0f} s)")
-    training = {"file": Path(train_file).name, "pairs": int(len(y)), "seconds": round(time.time() - t0, 1), "history": history}
-    return install(model_dir, torch_arrays(net.state_dict()), pairs, config, training, log)
+    return net, history
 
 
-def install(model_dir: str | Path, arrays: dict, pairs, config: VerifierConfig, training: dict,
+def fit_steps(verifier, head_p: np.ndarray, logits: np.ndarray, stacked: np.ndarray, threshold: float, miss: float) -> np.ndarray:
+    """Each further network's step (sets `verifier.steps`): its logit's least-squares fit on the head's
+    and the earlier networks' logits, and the band of the score with it filled in where reading it
+    would change at most `miss` of the calibration verdicts. Returns the logits as the cascade reads
+    them (filled in where a step's network did not run)."""
+    p = np.clip(head_p, 1e-6, 1 - 1e-6)
+    head_logit = np.log(p / (1 - p))
+    m = logits.shape[1]
+    given = [np.linalg.lstsq(np.c_[head_logit, logits[:, :k], np.ones(len(p))], logits[:, k], rcond=None)[0] for k in range(1, m)]
+    verifier.steps = tuple((0.0, 1.0, tuple(float(x) for x in g)) for g in given)
+    read = np.zeros_like(logits)
+    read[:, 0] = logits[:, 0]
+    steps = []
+    for k in range(1, m):
+        verifier.fill_from(head_logit, read, k)
+        score = verifier.combine(head_p, read)
+        lo, hi = choose_band(score, score, stacked, threshold, miss)
+        run = (score >= lo) & (score <= hi)
+        read[run, k] = logits[run, k]
+        steps.append((lo, hi, verifier.steps[k - 1][2]))
+    verifier.steps = tuple(steps)
+    return read
+
+
+def member_file(k: int) -> str:
+    """The file of the verifier's k-th network (0: verifier.npz)."""
+    return VERIFIER_FILE if k == 0 else VERIFIER_FILE.replace(".npz", f"-{k + 1}.npz")
+
+
+def install(model_dir: str | Path, members: list[dict], pairs, config: VerifierConfig, trainings: list[dict],
             log: Callable[[str], None] = print) -> dict:
-    """Fit the stack, band and threshold of trained verifier weights on the calibration pairs, then
-    write verifier.npz and the verdict entry's "verifier" record (the commit point), atomically."""
+    """Fit the stack, band and threshold of trained verifier networks (one or more members) on the
+    calibration pairs, then write their files (verifier.npz, verifier-2.npz, ...) and the verdict
+    entry's "verifier" record (the commit point), atomically."""
     from dupfinder.evaluation.calibrate import advise
     from dupfinder.evaluation.metrics import roc_auc
     from dupfinder.verdict.head import load_encoder_head
     from dupfinder.verdict.verifier import Verifier
 
     t0 = time.time()
-    arrays = stored(arrays)  # fitted on the float16 weights the file keeps
+    members = [stored(arrays) for arrays in members]  # fitted on the float16 weights the files keep
     encoder = load_model(model_dir, backend="numpy")
     head = load_encoder_head(encoder)  # the head alone, also where the model has a verifier already
     if head is None:
@@ -271,7 +325,9 @@ def install(model_dir: str | Path, arrays: dict, pairs, config: VerifierConfig, 
     old = encoder.manifest["verdict"].get("verifier") or {}
     head.threshold = float(old.get("head_threshold", head.threshold))
     _, cal, _ = calibration_split(pairs, encoder, config.calibration_holdout)
-    verifier = Verifier(arrays, encoder._numpy.embed, encoder.vocab, encoder.text_config, (0.0, 1.0), (0.0, 1.0, 0.0))
+    m = len(members)
+    verifier = Verifier(members[0], encoder._numpy.embed, encoder.vocab, encoder.text_config, (0.0, 1.0), (0.0,) * (m + 2),
+                        (0.0,) * (2 * m), tuple(members[1:]))
     logits = verifier.logits([verifier.ids(t) for t in cal.texts(1)], [verifier.ids(t) for t in cal.texts(2)]).astype(np.float64)
     qids = np.unique(np.r_[cal.qid1, cal.qid2])
     v = encoder.encode([cal.questions[q] for q in qids.tolist()])
@@ -285,19 +341,27 @@ def install(model_dir: str | Path, arrays: dict, pairs, config: VerifierConfig, 
     threshold = float(best["threshold"])
     lo, hi = choose_band(head_p, verifier.combine(head_p), stacked, threshold, config.band_miss)
     band = (head_p >= lo) & (head_p <= hi)
-    final = np.where(band, stacked, verifier.combine(head_p))
-    data = verifier_bytes(arrays)
-    write_atomic(Path(model_dir) / VERIFIER_FILE, data)
-    record = {"file": VERIFIER_FILE, "sha256": sha256_hex(data), "band": [lo, hi], "stack": list(stack), "fill": list(verifier.fill), "head_threshold": head.threshold,
+    read = fit_steps(verifier, head_p, logits, stacked, threshold, config.band_miss) if m > 1 else logits
+    final = np.where(band, verifier.combine(head_p, read), verifier.combine(head_p))
+    files = []
+    for k, arrays in enumerate(members):
+        data = verifier_bytes(arrays)
+        write_atomic(Path(model_dir) / member_file(k), data)
+        files.append({"file": member_file(k), "sha256": sha256_hex(data)})
+    extra = [{**f, "band": [lo_k, hi_k], "given": list(given), "training": t}
+             for f, (lo_k, hi_k, given), t in zip(files[1:], verifier.steps, trainings[1:])]
+    record = {**files[0], **({"extra": extra} if extra else {}), "band": [lo, hi], "stack": list(stack), "fill": list(verifier.fill),
+              "head_threshold": head.threshold,
               "calibration": {"pairs": int(len(y)), "in_band": round(float(band.mean()), 4), "roc_auc": round(roc_auc(final, y), 5),
                               "accuracy": round(float(((final >= threshold) == (y == 1)).mean()), 5),
                               "balanced_accuracy": round(float(best["balanced_accuracy"]), 5)},
-              "config": asdict(config), "training": training}
+              "config": asdict(config), "training": trainings[0]}
     path = Path(model_dir) / "manifest.json"
     manifest = read_json(path)
     manifest["verdict"]["verifier"] = record
     manifest["verdict"]["threshold"] = threshold  # the combined score's; the head's own stays in the record
     write_atomic(path, json.dumps(manifest, indent=2).encode())
-    log(f"verifier: stack {stack[0]:.3f} x head logit + {stack[1]:.3f} x verifier logit + {stack[2]:.3f}, threshold {threshold:.4f}, "
-        f"band [{lo:.4f}, {hi:.4f}] ({band.mean():.1%} of calibration pairs); wrote {Path(model_dir) / VERIFIER_FILE} in {time.time() - t0:.0f} s")
+    weights = " + ".join(f"{w:.3f} x {'head' if i == 0 else f'network {i}'} logit" for i, w in enumerate(stack[:-1]))
+    log(f"verifier: stack {weights} + {stack[-1]:.3f}, threshold {threshold:.4f}, band [{lo:.4f}, {hi:.4f}] "
+        f"({band.mean():.1%} of calibration pairs); wrote {', '.join(f['file'] for f in files)} in {time.time() - t0:.0f} s")
     return record

@@ -84,20 +84,32 @@ def _softmax(e: np.ndarray, axis: int) -> np.ndarray:
 
 @dataclass
 class Verifier:
-    """Weights (numpy float32), the encoder's word embedding, and how a pair's two scores combine."""
+    """Weights (numpy float32) of one network or more (`extra`: further members trained the same
+    way, whose logits the stack also weighs), the encoder's word embedding, and how a pair's scores
+    combine."""
 
     arrays: dict[str, np.ndarray]
     embed: np.ndarray  # (V, E) the encoder's word embedding
     vocab: object
     text_config: object
     band: tuple[float, float]  # the verifier runs where lo <= head probability <= hi
-    stack: tuple[float, float, float]  # logit = a * head logit + b * verifier logit + c
-    fill: tuple[float, float] = (0.0, 0.0)  # outside the band the verifier logit is taken as fill[0] + fill[1] * head logit
+    stack: tuple[float, ...]  # logit = a * head logit + b1 * member 1's logit + ... + bm * member m's + c
+    fill: tuple[float, ...] = (0.0, 0.0)  # outside the band member k's logit is taken as fill[2k] + fill[2k + 1] * head logit
+    extra: tuple[dict[str, np.ndarray], ...] = ()
+    # per extra member k: (lo, hi, given): it runs where the stacked probability with it filled in,
+    # as given[0] * head logit + given[1..k] . earlier members' logits + given[-1], is in [lo, hi]
+    steps: tuple[tuple[float, float, tuple[float, ...]], ...] = ()
 
     def __post_init__(self):
         # [h, a, h - a, h * a] @ W as h @ (W0 + W2) + a @ (W1 - W2) + (h * a) @ W3: no (n, L, 4c) copy
-        w, c = self.arrays["fuse_w"], self.arrays["fuse_w"].shape[0] // 4
-        self._fuse = (w[:c] + w[2 * c : 3 * c], w[c : 2 * c] - w[2 * c : 3 * c], np.ascontiguousarray(w[3 * c :]))
+        self._fuses = []
+        for arrays in self.members:
+            w, c = arrays["fuse_w"], arrays["fuse_w"].shape[0] // 4
+            self._fuses.append((w[:c] + w[2 * c : 3 * c], w[c : 2 * c] - w[2 * c : 3 * c], np.ascontiguousarray(w[3 * c :])))
+
+    @property
+    def members(self) -> tuple[dict[str, np.ndarray], ...]:
+        return (self.arrays, *self.extra)
 
     @property
     def n_hash(self) -> int:
@@ -106,39 +118,43 @@ class Verifier:
     def ids(self, text: str) -> np.ndarray:
         return token_ids(text, self.vocab, self.text_config, self.n_hash)
 
-    def _embed(self, ids: np.ndarray) -> np.ndarray:
+    def _embed(self, ids: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
         n_fixed = len(self.embed)
         out = self.embed[np.minimum(ids, n_fixed - 1)]  # (n, L, E)
-        delta = self.arrays.get("delta")
+        delta = w.get("delta")
         if delta is not None:
             tuned = (ids > 1) & (ids < len(delta))
             out[tuned] += delta[ids[tuned]]
         hashed = ids >= n_fixed
         if hashed.any():
-            out[hashed] = self.arrays["hashed"][ids[hashed] - n_fixed]
+            out[hashed] = w["hashed"][ids[hashed] - n_fixed]
         return out
 
-    def _side(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        w = self.arrays
+    def _side(self, x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
         m = mask[:, :, None].astype(np.float32)
         h = np.maximum(_conv3(x * m, w["enc1_w"], w["enc1_b"]), 0) * m
         h = np.maximum(_conv3(h, w["enc2_w"], w["enc2_b"]), 0) * m
         return np.concatenate([x, h], axis=2)  # (n, L, c + h)
 
-    def _fused(self, h: np.ndarray, aligned: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        w_h, w_a, w_ha = self._fuse
-        g = np.maximum(_dense(h, w_h) + _dense(aligned, w_a) + _dense(h * aligned, w_ha) + self.arrays["fuse_b"], 0)
+    def _fused(self, h: np.ndarray, aligned: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+        w_h, w_a, w_ha = self._fuses[k]
+        g = np.maximum(_dense(h, w_h) + _dense(aligned, w_a) + _dense(h * aligned, w_ha) + self.members[k]["fuse_b"], 0)
         return np.where(mask[:, :, None], g, _NEG).max(axis=1)  # (n, h)
 
-    def logits(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray], chunk: int = 256) -> np.ndarray:
-        """(n,) float32 logits of the token-id pairs (a[i], b[i]); symmetric in the two. Many chunks
-        run on `THREADS` threads at once, each product on its own thread (see `set_threads`)."""
-        out = np.zeros(len(a), np.float32)
+    def logits(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray], chunk: int = 256, member: int | None = None) -> np.ndarray:
+        """(n,) float32 logits of the token-id pairs (a[i], b[i]), (n, m) with m members (or (n,) of
+        one `member`); symmetric in the two. Many chunks run on `THREADS` threads at once, each
+        product on its own thread (see `set_threads`)."""
+        ks = range(len(self.members)) if member is None else [member]
+        m = len(ks)
+        out = np.zeros((len(a), m) if m > 1 else len(a), np.float32)
         order = np.argsort([max(len(x), len(y)) for x, y in zip(a, b)], kind="stable")  # little padding
         chunks = [order[s : s + chunk] for s in range(0, len(order), chunk)]
 
         def run(idx: np.ndarray) -> None:
-            out[idx] = self._logits(pad_ids([a[i] for i in idx])[0], pad_ids([b[i] for i in idx])[0])
+            pa, pb = pad_ids([a[i] for i in idx])[0], pad_ids([b[i] for i in idx])[0]
+            got = [self._logits(pa, pb, k) for k in ks]
+            out[idx] = np.stack(got, axis=1) if m > 1 else got[0]
 
         if THREADS > 1 and len(chunks) >= 2 * THREADS:
             from concurrent.futures import ThreadPoolExecutor
@@ -153,32 +169,61 @@ class Verifier:
                 run(idx)
         return out
 
-    def _logits(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        w = self.arrays
+    def _logits(self, a: np.ndarray, b: np.ndarray, k: int = 0) -> np.ndarray:
+        w = self.members[k]
         ma, mb = a > 0, b > 0
         same = (a[:, :, None] == b[:, None, :]) & ma[:, :, None] & mb[:, None, :]  # (n, La, Lb)
-        xa = np.concatenate([self._embed(a), same.any(2)[:, :, None].astype(np.float32)], axis=2)
-        xb = np.concatenate([self._embed(b), same.any(1)[:, :, None].astype(np.float32)], axis=2)
-        ha, hb = self._side(xa, ma), self._side(xb, mb)
+        xa = np.concatenate([self._embed(a, w), same.any(2)[:, :, None].astype(np.float32)], axis=2)
+        xb = np.concatenate([self._embed(b, w), same.any(1)[:, :, None].astype(np.float32)], axis=2)
+        ha, hb = self._side(xa, ma, w), self._side(xb, mb, w)
         fa = np.maximum(_dense(ha, w["align_w"]) + w["align_b"], 0)
         fb = np.maximum(_dense(hb, w["align_w"]) + w["align_b"], 0)
         e = fa @ fb.transpose(0, 2, 1)  # (n, La, Lb)
         a2 = _softmax(np.where(mb[:, None, :], e, _NEG), 2) @ hb  # (n, La, c + h)
         b2 = _softmax(np.where(ma[:, :, None], e, _NEG), 1).transpose(0, 2, 1) @ ha  # (n, Lb, c + h)
-        va, vb = self._fused(ha, a2, ma), self._fused(hb, b2, mb)
+        va, vb = self._fused(ha, a2, ma, k), self._fused(hb, b2, mb, k)
         z = np.maximum(np.concatenate([va + vb, np.abs(va - vb), va * vb], axis=1) @ w["pred1_w"] + w["pred1_b"], 0)
         return (z @ w["pred2_w"] + w["pred2_b"])[:, 0]
 
     def combine(self, p_head: np.ndarray, verifier_logits: np.ndarray | None = None) -> np.ndarray:
-        """The stacked probability of pairs from the head's probability and the verifier's logit; with
-        no logits, the verifier's expected logit given the head's (a monotone map of the head's
-        probability onto the stacked scale, for the pairs outside the band)."""
+        """The stacked probability of pairs from the head's probability and the members' logits ((n,)
+        or (n, m), as `logits` gives them); with no logits, each member's expected logit given the
+        head's (a monotone map of the head's probability onto the stacked scale, for the pairs
+        outside the band)."""
         p = np.clip(np.asarray(p_head, np.float64), 1e-6, 1 - 1e-6)
         head_logit = np.log(p / (1 - p))
+        fill = np.asarray(self.fill, np.float64).reshape(-1, 2)  # (m, 2)
         if verifier_logits is None:
-            verifier_logits = self.fill[0] + self.fill[1] * head_logit
-        a, b, c = self.stack
-        return 1.0 / (1.0 + np.exp(-(a * head_logit + b * np.asarray(verifier_logits, np.float64) + c)))
+            logits = fill[:, 0] + head_logit[:, None] * fill[:, 1]  # (n, m)
+        else:
+            logits = np.asarray(verifier_logits, np.float64).reshape(len(head_logit), -1)
+        a, *b, c = self.stack
+        return 1.0 / (1.0 + np.exp(-(a * head_logit + logits @ np.asarray(b, np.float64) + c)))
+
+    def decide(self, p_head: np.ndarray, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
+        """The stacked probability of pairs in the band: the first network reads every pair; each
+        further one only where the score with its logit filled in from the earlier ones lies in its
+        step's band (without steps, every network reads every pair)."""
+        if len(self.members) == 1 or not self.steps:
+            return self.combine(p_head, self.logits(a, b))
+        p = np.clip(np.asarray(p_head, np.float64), 1e-6, 1 - 1e-6)
+        head_logit = np.log(p / (1 - p))
+        logits = np.zeros((len(p), len(self.members)))
+        logits[:, 0] = self.logits(a, b, member=0)
+        for k, (lo, hi, _) in enumerate(self.steps, start=1):
+            self.fill_from(head_logit, logits, k)
+            score = self.combine(p, logits)
+            run = np.flatnonzero((score >= lo) & (score <= hi))
+            if len(run):
+                logits[run, k] = self.logits([a[i] for i in run.tolist()], [b[i] for i in run.tolist()], member=k)
+        return self.combine(p, logits)
+
+    def fill_from(self, head_logit: np.ndarray, logits: np.ndarray, k: int) -> None:
+        """Members k, k + 1, ...'s logits (columns of `logits`, in place) from the head's and the earlier
+        members': each step's least-squares fit on the calibration pairs."""
+        for j in range(k, len(self.members)):
+            given = np.asarray(self.steps[j - 1][2], np.float64)
+            logits[:, j] = given[0] * head_logit + logits[:, :j] @ given[1:-1] + given[-1]
 
     def in_band(self, p_head: np.ndarray) -> np.ndarray:
         lo, hi = self.band
@@ -216,19 +261,17 @@ def verifier_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def load_verifier(model_dir: Path, record: dict | None, vocab, text_config, embed: np.ndarray) -> Verifier | None:
-    """The verifier the verdict entry names, or None when it names none. A named but missing, stale
-    or unreadable file is a ModelError naming it."""
+def _read_arrays(model_dir: Path, entry: dict, embed: np.ndarray) -> dict[str, np.ndarray]:
+    """One member's weights from the file `entry` names, checked against its sha256 and the encoder's
+    embedding: a missing, stale or unreadable file is a ModelError naming it."""
     from dupfinder.model.files import sha256_hex
 
-    if not record:
-        return None
-    path = Path(model_dir) / str(record.get("file", VERIFIER_FILE))
+    path = Path(model_dir) / str(entry.get("file", VERIFIER_FILE))
     try:
         data = path.read_bytes()
     except OSError:
         raise ModelError(f"{path} is missing (the manifest names it); restore the model") from None
-    if sha256_hex(data) != record.get("sha256"):
+    if sha256_hex(data) != entry.get("sha256"):
         raise ModelError(f"{path} does not match {Path(model_dir) / 'manifest.json'} (stale or damaged); restore the model")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
@@ -240,14 +283,32 @@ def load_verifier(model_dir: Path, record: dict | None, vocab, text_config, embe
             raise ValueError("shapes do not match the encoder's word embedding")
         if "delta" in arrays and (arrays["delta"].shape[1] != embed.shape[1] or len(arrays["delta"]) > len(embed)):
             raise ValueError("the embedding offsets do not match the encoder's word embedding")
-        lo, hi = (float(x) for x in record["band"])
-        a, b, c = (float(x) for x in record["stack"])
-        f0, f1 = (float(x) for x in record["fill"])
     except ModelError:
         raise
     except Exception as e:  # zipfile and numpy raise many kinds for a damaged file
         raise ModelError(f"{path} is corrupt ({type(e).__name__}: {e}); restore the model") from None
-    return Verifier(arrays, np.asarray(embed, np.float32), vocab, text_config, (lo, hi), (a, b, c), (f0, f1))
+    return arrays
+
+
+def load_verifier(model_dir: Path, record: dict | None, vocab, text_config, embed: np.ndarray) -> Verifier | None:
+    """The verifier the verdict entry names (its file, and `extra` members' files), or None when it
+    names none. A named but missing, stale or unreadable file is a ModelError naming it."""
+    if not record:
+        return None
+    members = [_read_arrays(model_dir, record, embed)] + [_read_arrays(model_dir, e, embed) for e in record.get("extra") or []]
+    try:
+        lo, hi = (float(x) for x in record["band"])
+        stack = tuple(float(x) for x in record["stack"])
+        fill = tuple(float(x) for x in record["fill"])
+        if len(stack) != len(members) + 2 or len(fill) != 2 * len(members):
+            raise ValueError(f"{len(members)} networks need {len(members) + 2} stack and {2 * len(members)} fill weights")
+        steps = tuple((float(e["band"][0]), float(e["band"][1]), tuple(float(x) for x in e["given"]))
+                      for e in record.get("extra") or [] if "band" in e)
+        if steps and (len(steps) != len(members) - 1 or any(len(g) != k + 2 for k, (_, _, g) in enumerate(steps, start=1))):
+            raise ValueError("each further network needs a band and k + 2 'given' weights")
+    except Exception as e:
+        raise ModelError(f"{Path(model_dir) / 'manifest.json'} has a damaged verdict.verifier entry ({e}); restore the model") from None
+    return Verifier(members[0], np.asarray(embed, np.float32), vocab, text_config, (lo, hi), stack, fill, tuple(members[1:]), steps)
 
 
 class _Reader:
@@ -295,8 +356,7 @@ class Cascade:
         out = self.verifier.combine(p)
         if len(band):
             self.calls += len(band)
-            logits = self.verifier.logits([self._tokens(a[i]) for i in band.tolist()], [self._tokens(b[i]) for i in band.tolist()])
-            out[band] = self.verifier.combine(p[band], logits)
+            out[band] = self.verifier.decide(p[band], [self._tokens(a[i]) for i in band.tolist()], [self._tokens(b[i]) for i in band.tolist()])
         return out
 
 
