@@ -197,6 +197,11 @@ def test_a_verifier_of_two_networks_stacks_both_and_names_each_file(tiny_model, 
     read = np.where(((score >= lo) & (score <= hi))[:, None], both, filled)  # network 2 only inside its step's band
     assert np.allclose(verifier.decide(p, a, b), verifier.combine(p, read))
     assert engine.similarity("How old are you?", "What is your age?")["verdict"] == "head+verifier"
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["verdict"]["verifier"]["extra"][0]["given"] = [1.0]  # a step's weights cut short
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    res = CliRunner().invoke(cli, ["similarity", "How old are you?", "What is your age?", "--model", str(model)])
+    assert res.exit_code == 1 and "verdict.verifier" in res.output and len(res.output.strip().splitlines()) == 1
     (model / "verifier-2.npz").write_bytes(b"not a zip")
     res = CliRunner().invoke(cli, ["similarity", "How old are you?", "What is your age?", "--model", str(model)])
     assert res.exit_code == 1 and "verifier-2.npz" in res.output and len(res.output.strip().splitlines()) == 1
