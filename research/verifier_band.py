@@ -31,12 +31,12 @@ def refit(cal_p, cal_l, dev_p, dev_l, y):
     """Dev scores and threshold of a stack refitted on the calibration pairs over fewer networks."""
     from dupfinder.evaluation.calibrate import advise
     from dupfinder.train.verifier import fit_stack
+    from dupfinder.verdict.verifier import head_logit
 
     w = np.asarray(fit_stack(cal_p, cal_l, y))
 
     def score(p, logits):
-        p = np.clip(p, 1e-6, 1 - 1e-6)
-        return 1 / (1 + np.exp(-(np.c_[np.log(p / (1 - p)), logits, np.ones(len(p))] @ w)))
+        return 1 / (1 + np.exp(-(np.c_[head_logit(p), logits, np.ones(len(p))] @ w)))
 
     return score(dev_p, dev_l), advise(score(cal_p, cal_l), y, balanced=True)["best_accuracy"]["threshold"]
 

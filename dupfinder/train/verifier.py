@@ -21,7 +21,7 @@ from dupfinder.model.files import load_numpy_weights, read_json, sha256_hex
 from dupfinder.train.head import encoder_split, made_up_word
 from dupfinder.text import tokenize
 from dupfinder.model.fast import pad_ids
-from dupfinder.verdict.verifier import VERIFIER_FILE, stored, token_ids, torch_arrays, verifier_bytes
+from dupfinder.verdict.verifier import VERIFIER_FILE, head_logit, stored, token_ids, torch_arrays, verifier_bytes
 
 
 @dataclass
@@ -130,8 +130,7 @@ def unknown_word_texts(texts: list[str], vocab, text_config, n: int, rng: np.ran
 def fit_stack(head_p: np.ndarray, logits: np.ndarray, y: np.ndarray, steps: int = 100, l2: float = 1e-3) -> tuple[float, ...]:
     """Logistic regression of the label on (head logit, each member's logit; `logits` (n,) or (n, m)):
     damped Newton steps on the mean log loss (a step that does not lower it is halved), m + 2 weights."""
-    p = np.clip(head_p, 1e-6, 1 - 1e-6)
-    x = np.c_[np.log(p / (1 - p)), np.asarray(logits).reshape(len(p), -1), np.ones(len(p))]  # (n, m + 2)
+    x = np.c_[head_logit(head_p), np.asarray(logits).reshape(len(head_p), -1), np.ones(len(head_p))]  # (n, m + 2)
     reg = l2 * np.r_[np.ones(x.shape[1] - 1), 0.0]
 
     def loss(w):
@@ -159,10 +158,10 @@ def fit_stack(head_p: np.ndarray, logits: np.ndarray, y: np.ndarray, steps: int 
 def fit_fill(head_p: np.ndarray, logits: np.ndarray) -> tuple[float, ...]:
     """Least squares of each member's logit on the head's: its expected value outside the band, as
     (intercept, slope) per member."""
-    p = np.clip(head_p, 1e-6, 1 - 1e-6)
+    h = head_logit(head_p)
     out = []
-    for column in np.asarray(logits).reshape(len(p), -1).T:
-        slope, intercept = np.polyfit(np.log(p / (1 - p)), column, 1)
+    for column in np.asarray(logits).reshape(len(h), -1).T:
+        slope, intercept = np.polyfit(h, column, 1)
         out += [float(intercept), float(slope)]
     return tuple(out)
 
@@ -282,16 +281,15 @@ def fit_steps(verifier, head_p: np.ndarray, logits: np.ndarray, stacked: np.ndar
     and the earlier networks' logits, and the band of the score with it filled in where reading it
     would change at most `miss` of the calibration verdicts. Returns the logits as the cascade reads
     them (filled in where a step's network did not run)."""
-    p = np.clip(head_p, 1e-6, 1 - 1e-6)
-    head_logit = np.log(p / (1 - p))
+    h = head_logit(head_p)
     m = logits.shape[1]
-    given = [np.linalg.lstsq(np.c_[head_logit, logits[:, :k], np.ones(len(p))], logits[:, k], rcond=None)[0] for k in range(1, m)]
+    given = [np.linalg.lstsq(np.c_[h, logits[:, :k], np.ones(len(h))], logits[:, k], rcond=None)[0] for k in range(1, m)]
     verifier.steps = tuple((0.0, 1.0, tuple(float(x) for x in g)) for g in given)
     read = np.zeros_like(logits)
     read[:, 0] = logits[:, 0]
     steps = []
     for k in range(1, m):
-        verifier.fill_from(head_logit, read, k)
+        verifier.fill_from(h, read, k)
         score = verifier.combine(head_p, read)
         lo, hi = choose_band(score, score, stacked, threshold, miss)
         run = (score >= lo) & (score <= hi)

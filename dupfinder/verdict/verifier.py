@@ -33,6 +33,17 @@ _NEG = np.float32(-1e9)
 THREADS = 1  # threads that score chunks of a large batch at once (dedup, evaluate): set_threads
 
 
+def head_logit(p_head) -> np.ndarray:
+    """The head's probability as a logit, clipped to 1e-6 .. 1 - 1e-6: the scale the stack weighs."""
+    p = np.clip(np.asarray(p_head, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def stored_keys(present) -> tuple[str, ...]:
+    """The arrays a network's file holds: every one of ARRAYS, and those of OPTIONAL in `present`."""
+    return ARRAYS + tuple(k for k in OPTIONAL if k in present)
+
+
 def set_threads(threads: int) -> None:
     """Score a large batch's chunks on this many threads at once."""
     global THREADS
@@ -190,15 +201,14 @@ class Verifier:
         or (n, m), as `logits` gives them); with no logits, each member's expected logit given the
         head's (a monotone map of the head's probability onto the stacked scale, for the pairs
         outside the band)."""
-        p = np.clip(np.asarray(p_head, np.float64), 1e-6, 1 - 1e-6)
-        head_logit = np.log(p / (1 - p))
+        h = head_logit(p_head)
         fill = np.asarray(self.fill, np.float64).reshape(-1, 2)  # (m, 2)
         if verifier_logits is None:
-            logits = fill[:, 0] + head_logit[:, None] * fill[:, 1]  # (n, m)
+            logits = fill[:, 0] + h[:, None] * fill[:, 1]  # (n, m)
         else:
-            logits = np.asarray(verifier_logits, np.float64).reshape(len(head_logit), -1)
+            logits = np.asarray(verifier_logits, np.float64).reshape(len(h), -1)
         a, *b, c = self.stack
-        return 1.0 / (1.0 + np.exp(-(a * head_logit + logits @ np.asarray(b, np.float64) + c)))
+        return 1.0 / (1.0 + np.exp(-(a * h + logits @ np.asarray(b, np.float64) + c)))
 
     def decide(self, p_head: np.ndarray, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
         """The stacked probability of pairs in the band: the first network reads every pair; each
@@ -206,24 +216,23 @@ class Verifier:
         step's band (without steps, every network reads every pair)."""
         if len(self.members) == 1 or not self.steps:
             return self.combine(p_head, self.logits(a, b))
-        p = np.clip(np.asarray(p_head, np.float64), 1e-6, 1 - 1e-6)
-        head_logit = np.log(p / (1 - p))
-        logits = np.zeros((len(p), len(self.members)))
+        h = head_logit(p_head)
+        logits = np.zeros((len(h), len(self.members)))
         logits[:, 0] = self.logits(a, b, member=0)
         for k, (lo, hi, _) in enumerate(self.steps, start=1):
-            self.fill_from(head_logit, logits, k)
-            score = self.combine(p, logits)
+            self.fill_from(h, logits, k)
+            score = self.combine(p_head, logits)
             run = np.flatnonzero((score >= lo) & (score <= hi))
             if len(run):
                 logits[run, k] = self.logits([a[i] for i in run.tolist()], [b[i] for i in run.tolist()], member=k)
-        return self.combine(p, logits)
+        return self.combine(p_head, logits)
 
-    def fill_from(self, head_logit: np.ndarray, logits: np.ndarray, k: int) -> None:
-        """Members k, k + 1, ...'s logits (columns of `logits`, in place) from the head's and the earlier
-        members': each step's least-squares fit on the calibration pairs."""
+    def fill_from(self, h: np.ndarray, logits: np.ndarray, k: int) -> None:
+        """Members k, k + 1, ...'s logits (columns of `logits`, in place) from the head's logit `h` and
+        the earlier members': each step's least-squares fit on the calibration pairs."""
         for j in range(k, len(self.members)):
             given = np.asarray(self.steps[j - 1][2], np.float64)
-            logits[:, j] = given[0] * head_logit + logits[:, :j] @ given[1:-1] + given[-1]
+            logits[:, j] = given[0] * h + logits[:, :j] @ given[1:-1] + given[-1]
 
     def in_band(self, p_head: np.ndarray) -> np.ndarray:
         lo, hi = self.band
@@ -251,13 +260,13 @@ def torch_arrays(state: dict) -> dict[str, np.ndarray]:
 def stored(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The weights as verifier.npz keeps them (float16, half the bytes), back in float32: what the
     stack and the band must be fitted on."""
-    return {k: np.asarray(arrays[k], np.float16).astype(np.float32) for k in ARRAYS + OPTIONAL if k in arrays}
+    return {k: np.asarray(arrays[k], np.float16).astype(np.float32) for k in stored_keys(arrays)}
 
 
 def verifier_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    keys = ARRAYS + tuple(k for k in OPTIONAL if k in arrays)
-    np.savez(buf, format=np.int32(VERIFIER_FORMAT if "delta" in arrays else 1), **{k: np.asarray(arrays[k], np.float16) for k in keys})
+    np.savez(buf, format=np.int32(VERIFIER_FORMAT if "delta" in arrays else 1),
+             **{k: np.asarray(arrays[k], np.float16) for k in stored_keys(arrays)})
     return buf.getvalue()
 
 
@@ -278,7 +287,7 @@ def _read_arrays(model_dir: Path, entry: dict, embed: np.ndarray) -> dict[str, n
             fmt = int(npz["format"])
             if fmt > VERIFIER_FORMAT:
                 raise ModelError(f"{path} was written by a newer dupfinder; upgrade dupfinder")
-            arrays = {k: npz[k].astype(np.float32) for k in ARRAYS + OPTIONAL if k in ARRAYS or k in npz.files}
+            arrays = {k: npz[k].astype(np.float32) for k in stored_keys(npz.files)}
         if arrays["enc1_w"].shape[0] != 3 * (embed.shape[1] + 1) or arrays["hashed"].shape[1] != embed.shape[1]:
             raise ValueError("shapes do not match the encoder's word embedding")
         if "delta" in arrays and (arrays["delta"].shape[1] != embed.shape[1] or len(arrays["delta"]) > len(embed)):
