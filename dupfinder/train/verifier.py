@@ -21,7 +21,7 @@ from dupfinder.model.files import load_numpy_weights, read_json, sha256_hex
 from dupfinder.train.head import encoder_split, made_up_word
 from dupfinder.text import tokenize
 from dupfinder.model.fast import pad_ids
-from dupfinder.verdict.verifier import VERIFIER_FILE, head_logit, stored, token_ids, torch_arrays, verifier_bytes
+from dupfinder.verdict.verifier import VERIFIER_FILE, fill_later, head_logit, stored, token_ids, torch_arrays, verifier_bytes
 
 
 @dataclass
@@ -283,18 +283,18 @@ def fit_steps(verifier, head_p: np.ndarray, logits: np.ndarray, stacked: np.ndar
     them (filled in where a step's network did not run)."""
     h = head_logit(head_p)
     m = logits.shape[1]
-    given = [np.linalg.lstsq(np.c_[h, logits[:, :k], np.ones(len(h))], logits[:, k], rcond=None)[0] for k in range(1, m)]
-    verifier.steps = tuple((0.0, 1.0, tuple(float(x) for x in g)) for g in given)
+    givens = [tuple(float(x) for x in np.linalg.lstsq(np.c_[h, logits[:, :k], np.ones(len(h))], logits[:, k], rcond=None)[0])
+              for k in range(1, m)]
     read = np.zeros_like(logits)
     read[:, 0] = logits[:, 0]
     steps = []
     for k in range(1, m):
-        verifier.fill_from(h, read, k)
+        fill_later(h, read, k, givens)
         score = verifier.combine(head_p, read)
         lo, hi = choose_band(score, score, stacked, threshold, miss)
         run = (score >= lo) & (score <= hi)
         read[run, k] = logits[run, k]
-        steps.append((lo, hi, verifier.steps[k - 1][2]))
+        steps.append((lo, hi, givens[k - 1]))
     verifier.steps = tuple(steps)
     return read
 

@@ -44,6 +44,14 @@ def stored_keys(present) -> tuple[str, ...]:
     return ARRAYS + tuple(k for k in OPTIONAL if k in present)
 
 
+def fill_later(h: np.ndarray, logits: np.ndarray, k: int, givens: Sequence) -> None:
+    """Members k, k + 1, ...'s logits (columns of `logits`, in place) from the head's logit `h` and the
+    earlier members': givens[j - 1] is member j's least-squares fit on the calibration pairs."""
+    for j in range(k, logits.shape[1]):
+        given = np.asarray(givens[j - 1], np.float64)
+        logits[:, j] = given[0] * h + logits[:, :j] @ given[1:-1] + given[-1]
+
+
 def set_threads(threads: int) -> None:
     """Score a large batch's chunks on this many threads at once."""
     global THREADS
@@ -219,20 +227,14 @@ class Verifier:
         h = head_logit(p_head)
         logits = np.zeros((len(h), len(self.members)))
         logits[:, 0] = self.logits(a, b, member=0)
+        givens = [given for _, _, given in self.steps]
         for k, (lo, hi, _) in enumerate(self.steps, start=1):
-            self.fill_from(h, logits, k)
+            fill_later(h, logits, k, givens)
             score = self.combine(p_head, logits)
             run = np.flatnonzero((score >= lo) & (score <= hi))
             if len(run):
                 logits[run, k] = self.logits([a[i] for i in run.tolist()], [b[i] for i in run.tolist()], member=k)
         return self.combine(p_head, logits)
-
-    def fill_from(self, h: np.ndarray, logits: np.ndarray, k: int) -> None:
-        """Members k, k + 1, ...'s logits (columns of `logits`, in place) from the head's logit `h` and
-        the earlier members': each step's least-squares fit on the calibration pairs."""
-        for j in range(k, len(self.members)):
-            given = np.asarray(self.steps[j - 1][2], np.float64)
-            logits[:, j] = given[0] * h + logits[:, :j] @ given[1:-1] + given[-1]
 
     def in_band(self, p_head: np.ndarray) -> np.ndarray:
         lo, hi = self.band
