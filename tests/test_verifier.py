@@ -83,6 +83,13 @@ def test_unknown_words_keep_their_identity(random_verifier):
     assert len(token_ids("", verifier.vocab, verifier.text_config, 64)) == 1  # an empty question still has a token
 
 
+def test_a_search_reads_the_verifier_ids_from_the_tokens_the_head_read(verifier_model):
+    cascade = Engine(load_encoder(verifier_model[0])).verdict.head
+    texts = [x for pair in PAIRS for x in pair] + ["How do I install Zorblax 3.0 on my iPhone?"]
+    for q in cascade.featurizer.questions(texts):
+        assert (cascade._tokens(q) == cascade.verifier.ids(q.text)).all(), q.text
+
+
 def test_the_stack_is_a_logistic_regression_of_both_logits():
     rng = np.random.default_rng(0)
     y = (rng.random(20000) < 0.5).astype(float)

@@ -60,10 +60,15 @@ def set_threads(threads: int) -> None:
 
 def token_ids(text: str, vocab, text_config, n_hash: int) -> np.ndarray:
     """(L,) int64: vocabulary ids, a word outside the vocabulary as len(vocab) + a hash of its spelling."""
-    out = []
-    for t in tokenize(text, text_config) or ["<unk>"]:
-        i = vocab.stoi.get(t, UNK_ID)
-        out.append(i if i > UNK_ID else len(vocab) + zlib.crc32(t.encode()) % n_hash)
+    return tokens_ids(tokenize(text, text_config), vocab, n_hash)
+
+
+def tokens_ids(tokens: Sequence[str], vocab, n_hash: int) -> np.ndarray:
+    """`token_ids` of a question's tokens (no tokens read as one unknown word)."""
+    stoi, n_vocab, out = vocab.stoi, len(vocab), []
+    for t in tokens or ["<unk>"]:
+        i = stoi.get(t, UNK_ID)
+        out.append(i if i > UNK_ID else n_vocab + zlib.crc32(t.encode()) % n_hash)
     return np.asarray(out, np.int64)
 
 
@@ -78,7 +83,9 @@ def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 ROWS_IN_STEPS = 4096  # token rows (about 250 pairs) up to which products stay on the calling thread
-_SINGLE_THREAD_MNK = 262_144  # OpenBLAS computes a product of m * n * k up to this on the calling thread
+# OpenBLAS's gemm takes m * n * k // 262,144 threads (at least one, at most the cores), so a product of
+# m * n * k under twice that runs on the calling thread whatever the core count
+_SINGLE_THREAD_MNK = 2 * 262_144 - 1
 
 
 def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -136,6 +143,9 @@ class Verifier:
 
     def ids(self, text: str) -> np.ndarray:
         return token_ids(text, self.vocab, self.text_config, self.n_hash)
+
+    def ids_of_tokens(self, tokens: Sequence[str]) -> np.ndarray:
+        return tokens_ids(tokens, self.vocab, self.n_hash)
 
     def _embed(self, ids: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
         n_fixed = len(self.embed)
@@ -372,9 +382,11 @@ class Cascade:
 
 
     def _tokens(self, q) -> np.ndarray:
+        """The verifier's token ids of a question the head read, from the tokens it read (the same
+        tokenizer and text settings): one reading of each question per search."""
         tokens = getattr(q, "tokens", None)
         if tokens is None:
-            tokens = q.tokens = self.verifier.ids(q.text)
+            tokens = q.tokens = self.verifier.ids_of_tokens(q.text_tokens) if q.text_tokens else self.verifier.ids(q.text)
         return tokens
 
 
