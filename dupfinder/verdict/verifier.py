@@ -72,14 +72,15 @@ def tokens_ids(tokens: Sequence[str], vocab, n_hash: int) -> np.ndarray:
     return np.asarray(out, np.int64)
 
 
-def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """A width-3 convolution along the tokens with one zero of padding each side: x (n, L, c) ->
-    (n, L, h); `w` is (3c, h), rows ordered (offset, channel)."""
+    (n, L, h); `w` is (3c, h), rows ordered (offset, channel). With `keep`, only those positions
+    are computed (see `_dense`)."""
     n, length, c = x.shape
     xp = np.zeros((n, length + 2, c), np.float32)
     xp[:, 1:-1] = x
     cols = np.concatenate([xp[:, 0:length], xp[:, 1 : length + 1], xp[:, 2 : length + 2]], axis=2)  # (n, L, 3c)
-    return _dense(cols, w) + b
+    return _dense(cols, w, keep) + b
 
 
 ROWS_IN_STEPS = 4096  # token rows (about 250 pairs) up to which products stay on the calling thread
@@ -88,12 +89,18 @@ ROWS_IN_STEPS = 4096  # token rows (about 250 pairs) up to which products stay o
 _SINGLE_THREAD_MNK = 2 * 262_144 - 1
 
 
-def _dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _dense(x: np.ndarray, w: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """x (n, L, c) @ w (c, h). Up to ROWS_IN_STEPS rows, in row blocks small enough for OpenBLAS to
     keep on this thread: one product sent it to its threads, which on a busy 2-core machine made a
     query's 4 pairs cost 17.7 ms of CPU instead of about 1; blocks cost less CPU than a row at a time
-    or an idle machine's two threads. Past it (dedup, evaluate), one product on every thread."""
+    or an idle machine's two threads. Past it (dedup, evaluate), one product on every thread.
+    `keep`: the flat indices of the rows (n L) to compute, the tokens of a padded batch; the other
+    rows are 0 (padding, which every caller masks: a third of a search batch's rows)."""
     rows = x.reshape(-1, x.shape[-1])  # (n L, c)
+    if keep is not None and len(keep) < len(rows):
+        out = np.zeros((len(rows), w.shape[1]), np.float32)
+        out[keep] = _dense(rows[keep], w)
+        return out.reshape(*x.shape[:-1], w.shape[1])
     if len(rows) > ROWS_IN_STEPS:
         return (rows @ w).reshape(*x.shape[:-1], w.shape[1])
     out = np.empty((len(rows), w.shape[1]), np.float32)
@@ -159,15 +166,15 @@ class Verifier:
             out[hashed] = w["hashed"][ids[hashed] - n_fixed]
         return out
 
-    def _side(self, x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
+    def _side(self, x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray], keep: np.ndarray) -> np.ndarray:
         m = mask[:, :, None].astype(np.float32)
-        h = np.maximum(_conv3(x * m, w["enc1_w"], w["enc1_b"]), 0) * m
-        h = np.maximum(_conv3(h, w["enc2_w"], w["enc2_b"]), 0) * m
+        h = np.maximum(_conv3(x * m, w["enc1_w"], w["enc1_b"], keep), 0) * m
+        h = np.maximum(_conv3(h, w["enc2_w"], w["enc2_b"], keep), 0) * m
         return np.concatenate([x, h], axis=2)  # (n, L, c + h)
 
-    def _fused(self, h: np.ndarray, aligned: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    def _fused(self, h: np.ndarray, aligned: np.ndarray, mask: np.ndarray, k: int, keep: np.ndarray) -> np.ndarray:
         w_h, w_a, w_ha = self._fuses[k]
-        g = np.maximum(_dense(h, w_h) + _dense(aligned, w_a) + _dense(h * aligned, w_ha) + self.members[k]["fuse_b"], 0)
+        g = np.maximum(_dense(h, w_h, keep) + _dense(aligned, w_a, keep) + _dense(h * aligned, w_ha, keep) + self.members[k]["fuse_b"], 0)
         return np.where(mask[:, :, None], g, _NEG).max(axis=1)  # (n, h)
 
     def logits(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray], chunk: int = 256, member: int | None = None) -> np.ndarray:
@@ -204,14 +211,15 @@ class Verifier:
         same = (a[:, :, None] == b[:, None, :]) & ma[:, :, None] & mb[:, None, :]  # (n, La, Lb)
         xa = np.concatenate([self._embed(a, w), same.any(2)[:, :, None].astype(np.float32)], axis=2)
         xb = np.concatenate([self._embed(b, w), same.any(1)[:, :, None].astype(np.float32)], axis=2)
-        ha, hb = self._side(xa, ma, w), self._side(xb, mb, w)
-        fa = np.maximum(_dense(ha, w["align_w"]) + w["align_b"], 0)
-        fb = np.maximum(_dense(hb, w["align_w"]) + w["align_b"], 0)
+        keep_a, keep_b = np.flatnonzero(ma), np.flatnonzero(mb)  # token-wise products skip the padding
+        ha, hb = self._side(xa, ma, w, keep_a), self._side(xb, mb, w, keep_b)
+        fa = np.maximum(_dense(ha, w["align_w"], keep_a) + w["align_b"], 0)  # padding rows: masked in both softmaxes
+        fb = np.maximum(_dense(hb, w["align_w"], keep_b) + w["align_b"], 0)
         e = fa @ fb.transpose(0, 2, 1)  # (n, La, Lb)
         a2 = _softmax(np.where(mb[:, None, :], e, _NEG), 2) @ hb  # (n, La, c + h)
         b2 = _softmax(np.where(ma[:, :, None], e, _NEG), 1).transpose(0, 2, 1) @ ha  # (n, Lb, c + h)
-        va, vb = self._fused(ha, a2, ma, k), self._fused(hb, b2, mb, k)
-        z = np.maximum(np.concatenate([va + vb, np.abs(va - vb), va * vb], axis=1) @ w["pred1_w"] + w["pred1_b"], 0)
+        va, vb = self._fused(ha, a2, ma, k, keep_a), self._fused(hb, b2, mb, k, keep_b)
+        z = np.maximum(_dense(np.concatenate([va + vb, np.abs(va - vb), va * vb], axis=1), w["pred1_w"]) + w["pred1_b"], 0)
         return (z @ w["pred2_w"] + w["pred2_b"])[:, 0]
 
     def combine(self, p_head: np.ndarray, verifier_logits: np.ndarray | None = None) -> np.ndarray:
