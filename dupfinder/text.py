@@ -19,7 +19,6 @@ PAD_ID, UNK_ID = 0, 1
 
 # Words, GloVe-style clitics ("do n't", "what 's") and single punctuation marks.
 _TOKEN_RE = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|[^\w\s]")
-_SPACE_RE = re.compile(r"\s+")
 _END_MARKS = frozenset("?.!")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00b4": "'"})
 
@@ -36,8 +35,9 @@ class TextConfig:
 def normalize(text: str, config: TextConfig | None = None) -> str:
     """Unicode NFKC, straight quotes, single spaces, lowercase: the form that is tokenized and hashed."""
     config = config or TextConfig()
-    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
-    text = _SPACE_RE.sub(" ", text).strip()
+    if not text.isascii():  # NFKC and the quote map leave ASCII as it is
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    text = " ".join(text.split())  # str.split's whitespace is the regex \s of str patterns
     return text.lower() if config.lowercase else text
 
 

@@ -10,6 +10,16 @@ def test_normalize_unicode_quotes_spaces_case():
     assert normalize("Ｆｕｌｌｗｉｄｔｈ") == "fullwidth"  # NFKC
 
 
+@pytest.mark.parametrize("text", ["a\u00a0b", "x\u2003y\u3000z", "tab\tnew\nline\r\x0b\x0c end", "\x1c\x1d\x1e\x1f sep",
+                                  "\u2028ls\u2029ps\x85nel", "  lead  and trail  ", "", "   ", "zero\u200bwidth"])
+def test_normalize_collapses_every_whitespace_a_regex_would(text):
+    import re
+    import unicodedata
+
+    expected = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().lower()
+    assert normalize(text) == expected
+
+
 def test_tokenize_clitics_and_punctuation():
     assert tokenize("Why don't cats like C++?") == ["why", "do", "n't", "cats", "like", "c", "+", "+", "?"]
     assert tokenize("What's 2+2?") == ["what", "'s", "2", "+", "2", "?"]
