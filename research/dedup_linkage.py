@@ -159,7 +159,7 @@ def joined(dev: LabeledPairs, train: LabeledPairs) -> LabeledPairs:
     """Dev's pairs and the training file's in one set: qids name the same question across files, so
     the connected components of both files' duplicate pairs are the dataset's duplicate clusters."""
     return LabeledPairs(np.concatenate([dev.qid1, train.qid1]), np.concatenate([dev.qid2, train.qid2]),
-                 np.concatenate([dev.label, train.label]), {**train.questions, **dev.questions}, dev.report)
+                        np.concatenate([dev.label, train.label]), {**train.questions, **dev.questions}, dev.report)
 
 
 def load_set(name: str, engine) -> tuple[list[str], np.ndarray, tuple]:

@@ -365,8 +365,8 @@ class _Reader:
 class Cascade:
     """The pair head, with the verifier deciding the pairs whose head probability falls in its band
     and the pairs one word apart: there the score is the stacked probability of both, elsewhere the
-    head's. Used wherever a
-    `PairHead` is (the same `featurizer`, `score`, `threshold` and `cosine_floor`)."""
+    head's. Used wherever a `PairHead` is (the same `featurizer`, `score`, `threshold` and
+    `cosine_floor`)."""
 
     kind = "head+verifier"
 
