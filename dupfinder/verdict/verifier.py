@@ -11,6 +11,7 @@ never look alike, and every word carries a flag saying whether it occurs in the 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zlib
 from dataclasses import dataclass
@@ -72,42 +73,41 @@ def tokens_ids(tokens: Sequence[str], vocab, n_hash: int) -> np.ndarray:
     return np.asarray(out, np.int64)
 
 
-def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-    """A width-3 convolution along the tokens with one zero of padding each side: x (n, L, c) ->
-    (n, L, h); `w` is (3c, h), rows ordered (offset, channel). With `keep`, only those positions
-    are computed (see `_dense`)."""
-    n, length, c = x.shape
-    xp = np.zeros((n, length + 2, c), np.float32)
-    xp[:, 1:-1] = x
-    cols = np.concatenate([xp[:, 0:length], xp[:, 1 : length + 1], xp[:, 2 : length + 2]], axis=2)  # (n, L, 3c)
-    return _dense(cols, w, keep) + b
+def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray, token: np.ndarray) -> np.ndarray:
+    """A width-3 convolution along packed questions, then ReLU: x (P, c) holds the questions' token
+    rows one after another, a zero row before, between and after them (so each token's outer
+    neighbour is zero, the convolution's padding); `w` is (3c, h), rows ordered (offset, channel).
+    Returns (P, h) with the zero rows kept zero (`token`: (P, 1) float32, 1 on token rows)."""
+    out = np.zeros((len(x), w.shape[1]), np.float32)
+    out[1:-1] = np.concatenate([x[:-2], x[1:-1], x[2:]], axis=1) @ w
+    out[1:-1] += b
+    return np.maximum(out, 0, out=out) * token
 
 
-ROWS_IN_STEPS = 4096  # token rows (about 250 pairs) up to which products stay on the calling thread
-# OpenBLAS's gemm takes m * n * k // 262,144 threads (at least one, at most the cores), so a product of
-# m * n * k under twice that runs on the calling thread whatever the core count
-_SINGLE_THREAD_MNK = 2 * 262_144 - 1
+ROWS_ON_ONE_THREAD = 4096  # padded token rows (about 250 pairs) up to which a batch's products run on the calling thread
+_BLAS_LIBS = None  # threadpoolctl's controllers of numpy's BLAS libraries, found on first use (about 1 ms)
 
 
-def _dense(x: np.ndarray, w: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-    """x (n, L, c) @ w (c, h). Up to ROWS_IN_STEPS rows, in row blocks small enough for OpenBLAS to
-    keep on this thread: one product sent it to its threads, which on a busy 2-core machine made a
-    query's 4 pairs cost 17.7 ms of CPU instead of about 1; blocks cost less CPU than a row at a time
-    or an idle machine's two threads. Past it (dedup, evaluate), one product on every thread.
-    `keep`: the flat indices of the rows (n L) to compute, the tokens of a padded batch; the other
-    rows are 0 (padding, which every caller masks: a third of a search batch's rows)."""
-    rows = x.reshape(-1, x.shape[-1])  # (n L, c)
-    if keep is not None and len(keep) < len(rows):
-        out = np.zeros((len(rows), w.shape[1]), np.float32)
-        out[keep] = _dense(rows[keep], w)
-        return out.reshape(*x.shape[:-1], w.shape[1])
-    if len(rows) > ROWS_IN_STEPS:
-        return (rows @ w).reshape(*x.shape[:-1], w.shape[1])
-    out = np.empty((len(rows), w.shape[1]), np.float32)
-    step = max(1, _SINGLE_THREAD_MNK // (w.shape[0] * w.shape[1]))
-    for s in range(0, len(rows), step):
-        np.matmul(rows[s : s + step], w, out=out[s : s + step])
-    return out.reshape(*x.shape[:-1], w.shape[1])
+@contextlib.contextmanager
+def _one_blas_thread():
+    """A block in which numpy's BLAS runs on the calling thread only (about 2 us to enter and leave).
+    OpenBLAS sends a product of m * n * k >= 524,288 to its threads, and a query's products are
+    just past that: on a busy 2-core machine a query's 4 pairs cost 17.7 ms of CPU on two threads
+    against about 1 on one; products cut into row blocks under that bound cost 40-50% more than
+    one product on one thread (100 x 384 x 128: 133 against 89 us)."""
+    global _BLAS_LIBS
+    if _BLAS_LIBS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_LIBS = ThreadpoolController().select(user_api="blas").lib_controllers
+    before = [lib.get_num_threads() for lib in _BLAS_LIBS]
+    for lib in _BLAS_LIBS:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(_BLAS_LIBS, before):
+            lib.set_num_threads(n)
 
 
 def _softmax(e: np.ndarray, axis: int) -> np.ndarray:
@@ -134,11 +134,11 @@ class Verifier:
     steps: tuple[tuple[float, float, tuple[float, ...]], ...] = ()
 
     def __post_init__(self):
-        # [h, a, h - a, h * a] @ W as h @ (W0 + W2) + a @ (W1 - W2) + (h * a) @ W3: no (n, L, 4c) copy
+        # [h, a, h - a, h * a] @ W as [h, a, h * a] @ [W0 + W2; W1 - W2; W3]: three quarters of the product
         self._fuses = []
         for arrays in self.members:
             w, c = arrays["fuse_w"], arrays["fuse_w"].shape[0] // 4
-            self._fuses.append((w[:c] + w[2 * c : 3 * c], w[c : 2 * c] - w[2 * c : 3 * c], np.ascontiguousarray(w[3 * c :])))
+            self._fuses.append(np.concatenate([w[:c] + w[2 * c : 3 * c], w[c : 2 * c] - w[2 * c : 3 * c], w[3 * c :]]))
 
     @property
     def members(self) -> tuple[dict[str, np.ndarray], ...]:
@@ -166,17 +166,6 @@ class Verifier:
             out[hashed] = w["hashed"][ids[hashed] - n_fixed]
         return out
 
-    def _side(self, x: np.ndarray, mask: np.ndarray, w: dict[str, np.ndarray], keep: np.ndarray) -> np.ndarray:
-        m = mask[:, :, None].astype(np.float32)
-        h = np.maximum(_conv3(x * m, w["enc1_w"], w["enc1_b"], keep), 0) * m
-        h = np.maximum(_conv3(h, w["enc2_w"], w["enc2_b"], keep), 0) * m
-        return np.concatenate([x, h], axis=2)  # (n, L, c + h)
-
-    def _fused(self, h: np.ndarray, aligned: np.ndarray, mask: np.ndarray, k: int, keep: np.ndarray) -> np.ndarray:
-        w_h, w_a, w_ha = self._fuses[k]
-        g = np.maximum(_dense(h, w_h, keep) + _dense(aligned, w_a, keep) + _dense(h * aligned, w_ha, keep) + self.members[k]["fuse_b"], 0)
-        return np.where(mask[:, :, None], g, _NEG).max(axis=1)  # (n, h)
-
     def logits(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray], chunk: int = 256, member: int | None = None) -> np.ndarray:
         """(n,) float32 logits of the token-id pairs (a[i], b[i]), (n, m) with m members (or (n,) of
         one `member`); symmetric in the two. Many chunks run on `THREADS` threads at once, each
@@ -189,7 +178,11 @@ class Verifier:
 
         def run(idx: np.ndarray) -> None:
             pa, pb = pad_ids([a[i] for i in idx])[0], pad_ids([b[i] for i in idx])[0]
-            got = [self._logits(pa, pb, k) for k in ks]
+            if 2 * len(idx) * max(pa.shape[1], pb.shape[1]) <= ROWS_ON_ONE_THREAD:  # a search's pairs
+                with _one_blas_thread():
+                    got = [self._logits(pa, pb, k) for k in ks]
+            else:  # a large chunk (dedup, evaluate): each product on every thread, or on its worker's one
+                got = [self._logits(pa, pb, k) for k in ks]
             out[idx] = np.stack(got, axis=1) if m > 1 else got[0]
 
         if THREADS > 1 and len(chunks) >= 2 * THREADS:
@@ -206,20 +199,41 @@ class Verifier:
         return out
 
     def _logits(self, a: np.ndarray, b: np.ndarray, k: int = 0) -> np.ndarray:
+        """Logits (n,) of padded id pairs a (n, La), b (n, Lb). The two sides share every weight, so
+        their 2n questions run as one batch; the token-wise layers read them packed (`_conv3`), with
+        no padding rows, and only the alignment reads them padded."""
         w = self.members[k]
-        ma, mb = a > 0, b > 0
-        same = (a[:, :, None] == b[:, None, :]) & ma[:, :, None] & mb[:, None, :]  # (n, La, Lb)
-        xa = np.concatenate([self._embed(a, w), same.any(2)[:, :, None].astype(np.float32)], axis=2)
-        xb = np.concatenate([self._embed(b, w), same.any(1)[:, :, None].astype(np.float32)], axis=2)
-        keep_a, keep_b = np.flatnonzero(ma), np.flatnonzero(mb)  # token-wise products skip the padding
-        ha, hb = self._side(xa, ma, w, keep_a), self._side(xb, mb, w, keep_b)
-        fa = np.maximum(_dense(ha, w["align_w"], keep_a) + w["align_b"], 0)  # padding rows: masked in both softmaxes
-        fb = np.maximum(_dense(hb, w["align_w"], keep_b) + w["align_b"], 0)
-        e = fa @ fb.transpose(0, 2, 1)  # (n, La, Lb)
-        a2 = _softmax(np.where(mb[:, None, :], e, _NEG), 2) @ hb  # (n, La, c + h)
-        b2 = _softmax(np.where(ma[:, :, None], e, _NEG), 1).transpose(0, 2, 1) @ ha  # (n, Lb, c + h)
-        va, vb = self._fused(ha, a2, ma, k, keep_a), self._fused(hb, b2, mb, k, keep_b)
-        z = np.maximum(_dense(np.concatenate([va + vb, np.abs(va - vb), va * vb], axis=1), w["pred1_w"]) + w["pred1_b"], 0)
+        n, length = len(a), max(a.shape[1], b.shape[1])
+        ids = np.zeros((2 * n, length), np.int64)
+        ids[:n, : a.shape[1]], ids[n:, : b.shape[1]] = a, b
+        mask = ids > 0  # every question has a token; padding follows them
+        ma, mb = mask[:n], mask[n:]
+        same = (ids[:n, :, None] == ids[n:, None, :]) & ma[:, :, None] & mb[:, None, :]  # (n, L, L)
+        keep = np.flatnonzero(mask)  # the tokens, in the padded batch's flat order
+        lengths = mask.sum(1)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # first token of each question among the tokens
+        rows = np.arange(len(keep)) + 1 + np.repeat(np.arange(2 * n), lengths)  # each token's packed row
+        packed = np.zeros(len(keep) + 2 * n + 1, np.int64)  # token ids, 0 at the zero rows
+        packed[rows] = ids.ravel()[keep]
+        token = (packed > 0).astype(np.float32)[:, None]  # (P, 1)
+        flag = np.zeros((len(packed), 1), np.float32)  # the word occurs in the other question
+        flag[rows, 0] = np.concatenate([same.any(2), same.any(1)]).ravel()[keep]
+        x = np.concatenate([self._embed(packed, w) * token, flag], axis=1)  # (P, c)
+        h = _conv3(_conv3(x, w["enc1_w"], w["enc1_b"], token), w["enc2_w"], w["enc2_b"], token)
+        h = np.concatenate([x, h], axis=1)[rows]  # (T, c + h) the tokens only
+        f = np.maximum(h @ w["align_w"] + w["align_b"], 0)
+        hp = np.zeros((2 * n * length, h.shape[1]), np.float32)  # padded again for the alignment
+        fp = np.zeros((2 * n * length, f.shape[1]), np.float32)
+        hp[keep], fp[keep] = h, f
+        hp, fp = hp.reshape(2 * n, length, -1), fp.reshape(2 * n, length, -1)
+        e = fp[:n] @ fp[n:].transpose(0, 2, 1)  # (n, L, L)
+        aligned = np.concatenate([_softmax(np.where(mb[:, None, :], e, _NEG), 2) @ hp[n:],  # (2n, L, c + h)
+                                  _softmax(np.where(ma[:, :, None], e, _NEG), 1).transpose(0, 2, 1) @ hp[:n]])
+        aligned = aligned.reshape(2 * n * length, -1)[keep]  # (T, c + h)
+        g = np.maximum(np.concatenate([h, aligned, h * aligned], axis=1) @ self._fuses[k] + w["fuse_b"], 0)
+        v = np.maximum.reduceat(g, starts, axis=0)  # (2n, h) max over each question's tokens
+        va, vb = v[:n], v[n:]
+        z = np.maximum(np.concatenate([va + vb, np.abs(va - vb), va * vb], axis=1) @ w["pred1_w"] + w["pred1_b"], 0)
         return (z @ w["pred2_w"] + w["pred2_b"])[:, 0]
 
     def combine(self, p_head: np.ndarray, verifier_logits: np.ndarray | None = None) -> np.ndarray:
