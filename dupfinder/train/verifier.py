@@ -276,11 +276,12 @@ def train_member(net, A: list, B: list, y: np.ndarray, config: VerifierConfig, r
     return net, history
 
 
-def fit_steps(verifier, head_p: np.ndarray, logits: np.ndarray, stacked: np.ndarray, threshold: float, miss: float) -> np.ndarray:
-    """Each further network's step (sets `verifier.steps`): its logit's least-squares fit on the head's
-    and the earlier networks' logits, and the band of the score with it filled in where reading it
-    would change at most `miss` of the calibration verdicts. Returns the logits as the cascade reads
-    them (filled in where a step's network did not run)."""
+def fit_steps(verifier, head_p: np.ndarray, logits: np.ndarray, stacked: np.ndarray, threshold: float,
+              miss: float) -> tuple[np.ndarray, tuple]:
+    """Each further network's step: its logit's least-squares fit on the head's and the earlier
+    networks' logits, and the band of the score with it filled in where reading it would change at
+    most `miss` of the calibration verdicts. Returns the logits as the cascade reads them (filled in
+    where a step's network did not run) and the steps, (lo, hi, given) per further network."""
     h = head_logit(head_p)
     m = logits.shape[1]
     givens = [tuple(float(x) for x in np.linalg.lstsq(np.c_[h, logits[:, :k], np.ones(len(h))], logits[:, k], rcond=None)[0])
@@ -295,8 +296,7 @@ def fit_steps(verifier, head_p: np.ndarray, logits: np.ndarray, stacked: np.ndar
         run = (score >= lo) & (score <= hi)
         read[run, k] = logits[run, k]
         steps.append((lo, hi, givens[k - 1]))
-    verifier.steps = tuple(steps)
-    return read
+    return read, tuple(steps)
 
 
 def member_file(k: int) -> str:
@@ -339,7 +339,7 @@ def install(model_dir: str | Path, members: list[dict], pairs, config: VerifierC
     threshold = float(best["threshold"])
     lo, hi = choose_band(head_p, verifier.combine(head_p), stacked, threshold, config.band_miss)
     band = (head_p >= lo) & (head_p <= hi)
-    read = fit_steps(verifier, head_p, logits, stacked, threshold, config.band_miss) if m > 1 else logits
+    read, steps = fit_steps(verifier, head_p, logits, stacked, threshold, config.band_miss) if m > 1 else (logits, ())
     final = np.where(band, verifier.combine(head_p, read), verifier.combine(head_p))
     files = []
     for k, arrays in enumerate(members):
@@ -347,7 +347,7 @@ def install(model_dir: str | Path, members: list[dict], pairs, config: VerifierC
         write_atomic(Path(model_dir) / member_file(k), data)
         files.append({"file": member_file(k), "sha256": sha256_hex(data)})
     extra = [{**f, "band": [lo_k, hi_k], "given": list(given), "training": t}
-             for f, (lo_k, hi_k, given), t in zip(files[1:], verifier.steps, trainings[1:])]
+             for f, (lo_k, hi_k, given), t in zip(files[1:], steps, trainings[1:])]
     record = {**files[0], **({"extra": extra} if extra else {}), "band": [lo, hi], "stack": list(stack), "fill": list(verifier.fill),
               "head_threshold": head.threshold,
               "calibration": {"pairs": int(len(y)), "in_band": round(float(band.mean()), 4), "roc_auc": round(roc_auc(final, y), 5),
