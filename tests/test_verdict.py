@@ -58,6 +58,22 @@ def test_batched_text_features_match_one_pair_at_a_time(featurizer):
     assert np.allclose(featurizer.pairs(a, b, chunk=7), want, atol=1e-5)
 
 
+def test_compiled_text_features_match_numpy(tiny_model):
+    from dupfinder.train.head import featurizer_for
+
+    texts = QUESTIONS + ["", "?", "cats cat cats", "How do I install Zorblax?", "Zorblax Quibbit zorblax?!"]
+    plain = featurizer_for(load_encoder(tiny_model), [tokenize(q) for q in QUESTIONS * 3])
+    qs = plain.questions(texts)
+    a = [x for x in qs for _ in qs]  # every ordered pair, empty and punctuation-only questions too
+    b = [y for _ in qs for y in qs]
+    want = plain.pairs(a, b, chunk=7)
+    assert plain.compile()
+    got = plain.pairs(a, b, chunk=7)
+    assert got.dtype == np.float32 and np.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(got[:, [0, 4, 5, 6, 10, 11, 12]], want[:, [0, 4, 5, 6, 10, 11, 12]])  # counts: exact
+    assert (got[len(qs) * 6 : len(qs) * 7] == 0).all()  # the empty question: no features, as in numpy
+
+
 def test_vector_features_are_symmetric():
     rng = np.random.default_rng(0)
     u, v = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)

@@ -124,7 +124,10 @@ def load_encoder_head(encoder) -> PairHead | None:
         if weights is None:
             raise ModelError(f"{encoder.path} has a verdict stage but no weights.npz; restore the model")
         embed = weights["embed.weight"]
-    return load_head(encoder.path, encoder.manifest, encoder.vocab, encoder.text_config, embed)
+    head = load_head(encoder.path, encoder.manifest, encoder.vocab, encoder.text_config, embed)
+    if head is not None and getattr(numpy_path, "jit", False):  # a long-lived process (use_jit): the compiled features too
+        head.featurizer.compile()
+    return head
 
 
 def update_verdict_entry(model_dir: str | Path, changes: dict, missing: str) -> dict:
