@@ -229,3 +229,15 @@ def test_dedup_against_a_store_keeps_only_matches_the_head_calls_duplicates(head
     for text, match in zip(texts, result.match.tolist()):
         if match >= 0:
             assert engine.similarity(text, stored[match])["duplicate"]
+
+
+def test_features_stay_numpy_where_the_kernel_cannot_load(tiny_model, monkeypatch):
+    import sys
+
+    from dupfinder.train.head import featurizer_for
+
+    plain = featurizer_for(load_encoder(tiny_model), [tokenize(q) for q in QUESTIONS * 3])
+    monkeypatch.setitem(sys.modules, "dupfinder.verdict.features_kernel", None)  # numba missing: the import fails
+    assert plain.compile() is False and plain._kernel is None
+    qs = plain.questions(QUESTIONS)
+    assert plain.pairs(qs[:3], qs[3:]).shape == (3, N_TEXT)

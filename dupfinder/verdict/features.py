@@ -101,12 +101,16 @@ class TextFeaturizer:
     def compile(self) -> bool:
         """Compute `pairs` with the numba kernel from now on (`features_kernel`: a search's ten pairs in
         a quarter of the time, a large batch in a seventh); False, and plain numpy, where numba
-        cannot load."""
+        cannot load or compile it (tried here, on one pair, so a search never meets the error)."""
         try:
             from dupfinder.verdict.features_kernel import pair_features
-        except ImportError:
+
+            self._kernel = pair_features
+            a, b = self.questions(["what is it?", "what is that?"])
+            self._compiled([a], [b])
+        except Exception:  # numba missing or broken (no compiler, no cache): plain numpy, the same numbers
+            self._kernel = None
             return False
-        self._kernel = pair_features
         return True
 
     def question(self, text: str) -> QuestionText:
