@@ -12,6 +12,27 @@ import numpy as np
 from numba import njit
 
 
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _side(keys, idf, best, matched, start):  # pragma: no cover - compiled
+    """One question's sums over its words (rows start .. start + len(best)): words outside the
+    vocabulary, the idf sum and max of the words the other question lacks, the best-match sum
+    weighted by idf, the idf sum, the worst best match, and the largest idf x (1 - best match)."""
+    unknown = 0
+    only_sum = only_max = weighted = w_sum = np.float32(0.0)
+    worst, gap = np.float32(np.inf), np.float32(-np.inf)
+    for t in range(len(best)):
+        w = idf[start + t]
+        unknown += int(keys[start + t] < 0)
+        if not matched[t]:
+            only_sum += w
+            only_max = max(only_max, w)
+        weighted += best[t] * w
+        w_sum += w
+        worst = min(worst, best[t])
+        gap = max(gap, w * (np.float32(1.0) - best[t]))
+    return unknown, only_sum, only_max, weighted, w_sum, worst, gap
+
+
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})  # sums in any order; inf kept
 def pair_features(keys, idf, emb, stems, word_off, stem_off, lengths, pa, pb, out):  # pragma: no cover - compiled
     """out[i] = the TEXT_FEATURES of questions pa[i] and pb[i], for i < len(pa).
@@ -50,40 +71,18 @@ def pair_features(keys, idf, emb, stems, word_off, stem_off, lengths, pa, pb, ou
                     best_a[t] = s
                 if s > best_b[u]:
                     best_b[u] = s
-        n_shared = 0
+        n_shared = shared_unk = 0
         idf_shared = np.float32(0.0)
-        only_sum = np.float32(0.0)
-        only_max = np.float32(0.0)
-        unk_a = unk_b = shared_unk = 0
-        weighted = np.float32(0.0)
-        w_sum = np.float32(0.0)
-        worst = np.float32(np.inf)
-        gap = np.float32(-np.inf)
         for t in range(na):
-            w = idf[a0 + t]
-            unknown = keys[a0 + t] < 0
-            unk_a += int(unknown)
             if in_b[t]:
                 n_shared += 1
-                idf_shared += w
-                shared_unk += int(unknown)
-            else:
-                only_sum += w
-                only_max = max(only_max, w)
-            weighted += best_a[t] * w
-            w_sum += w
-            worst = min(worst, best_a[t])
-            gap = max(gap, w * (np.float32(1.0) - best_a[t]))
-        for u in range(nb):
-            w = idf[b0 + u]
-            unk_b += int(keys[b0 + u] < 0)
-            if not in_a[u]:
-                only_sum += w
-                only_max = max(only_max, w)
-            weighted += best_b[u] * w
-            w_sum += w
-            worst = min(worst, best_b[u])
-            gap = max(gap, w * (np.float32(1.0) - best_b[u]))
+                idf_shared += idf[a0 + t]
+                shared_unk += int(keys[a0 + t] < 0)
+        unk_a, only_a, max_a, weighted_a, sum_a, worst_a, gap_a = _side(keys, idf, best_a, in_b, a0)
+        unk_b, only_b, max_b, weighted_b, sum_b, worst_b, gap_b = _side(keys, idf, best_b, in_a, b0)
+        only_sum = only_a + only_b
+        weighted, w_sum = weighted_a + weighted_b, sum_a + sum_b
+        only_max, worst, gap = max(max_a, max_b), min(worst_a, worst_b), max(gap_a, gap_b)
         out[i, 0] = n_shared / max(1, na + nb - n_shared)
         out[i, 1] = idf_shared / max(np.float32(1e-6), idf_shared + only_sum)
         out[i, 2] = only_max
